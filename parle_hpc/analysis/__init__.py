@@ -1,0 +1,1 @@
+"""Offline analysis: reads checkpoints and metric files only (never the training loop)."""
