@@ -39,6 +39,8 @@ class TorchDistributed(Communicator):
         super().__init__(rank, size, local_rank, local_size)
         self.backend = dist.get_backend(group)
         self._owns_group = False
+        self._store = None
+        self._after_destroy = None
 
     @classmethod
     def init(cls, env: DistEnv, *, device: torch.device,
@@ -63,6 +65,11 @@ class TorchDistributed(Communicator):
         dist.init_process_group(**kwargs)
         comm = cls(local_rank=env.local_rank, local_size=env.local_size)
         comm._owns_group = True
+        comm._store = store  # the store must outlive the process group
+        if env.launcher == "mpi" and store is not None:
+            from mpi4py import MPI
+
+            comm._after_destroy = MPI.COMM_WORLD.Barrier
         return comm
 
     def _root(self, root: int) -> int:
@@ -103,8 +110,15 @@ class TorchDistributed(Communicator):
 
     def close(self) -> None:
         if self._owns_group and dist.is_initialized():
+            # Leave together: a rank that tears down its group (and the TCP store rank 0
+            # serves) while a peer is still inside a collective would crash that peer.
+            dist.barrier(group=self.group)
             dist.destroy_process_group()
             self._owns_group = False
+            if self._after_destroy is not None:
+                # rank 0 serves the TCP store: keep it up until every rank has torn down
+                self._after_destroy()
+        self._store = None
 
 
 def _rendezvous_store(env: DistEnv, timeout: _dt.timedelta):
