@@ -75,6 +75,7 @@ def _run(cfg) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     env = discover()
     comm = None
+    rc = 1
     try:
         device = select_device(cfg.train.device, env.local_rank)
         threads = set_threads(cfg.train.threads, env.local_size) if device.type == "cpu" else None
@@ -96,16 +97,20 @@ def _run(cfg) -> int:
             print(f"outputs in {trainer.out_dir}/: config.yaml, metrics.jsonl, summary.json, "
                   f"checkpoints/, {png.name}", flush=True)
         comm.barrier()
-        return 0
+        rc = 0
     except Exception:
         rank = comm.rank if comm is not None else env.rank
         logging.getLogger("parle_hpc").exception("rank %d failed", rank)
         if comm is not None and comm.size > 1:
             comm.abort(1)  # never leave the other ranks blocked in a collective
-        return 1
     finally:
         if comm is not None:
             comm.close()
+            if comm.name == "torch":
+                from .comm.torch_dist import hard_exit
+
+                hard_exit(rc)
+    return rc
 
 
 def plot_main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 ``create("auto")`` discovers rank/size from the launcher and picks a transport:
 
 * one process: :class:`Single`;
+* under ``horovodrun --gloo``, or GPUs under ``mpirun`` with Horovod importable:
+  :class:`Horovod` (NCCL allreduce on GPUs);
 * CPU under an MPI launcher (``mpirun``) with mpi4py importable: :class:`MPI` (Open MPI's
   shared memory beats gloo's TCP loopback on one node);
 * otherwise :class:`TorchDistributed` (gloo on CPU, NCCL on GPU).
@@ -52,6 +54,10 @@ def choose_backend(env: DistEnv, device: torch.device) -> tuple[str, str]:
     """``(backend, reason)`` that ``create("auto")`` would use."""
     if env.size == 1:
         return "single", "one process"
+    if env.launcher == "horovod":
+        return "horovod", "launched by horovodrun (gloo controller)"
+    if device.type == "cuda" and env.launcher == "mpi" and importlib.util.find_spec("horovod"):
+        return "horovod", "GPU ranks under an MPI launcher with Horovod: NCCL allreduce"
     if device.type == "cpu" and env.launcher == "mpi" and importlib.util.find_spec("mpi4py"):
         return "mpi", "CPU ranks under an MPI launcher: MPI shared memory beats gloo TCP"
     return "torch", f"torch.distributed ({'nccl' if device.type == 'cuda' else 'gloo'})"

@@ -3,6 +3,7 @@
 Launchers and what they set:
 
 =============  ==================================================================
+horovodrun     HOROVOD_RANK/_SIZE/_LOCAL_RANK/_LOCAL_SIZE (gloo controller)
 torchrun       RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT
 parle-train    the same variables (``--nproc N`` spawns local processes)
 Open MPI       OMPI_COMM_WORLD_RANK/_SIZE/_LOCAL_RANK/_LOCAL_SIZE
@@ -29,7 +30,7 @@ class DistEnv:
     size: int = 1
     local_rank: int = 0
     local_size: int = 1
-    launcher: str = "none"  # torchrun | mpi | slurm | none
+    launcher: str = "none"  # torchrun | horovod | mpi | slurm | none
 
     def __post_init__(self) -> None:
         if not (0 <= self.rank < self.size):
@@ -54,6 +55,11 @@ def discover(env: Mapping[str, str] | None = None) -> DistEnv:
         local_rank = _int(env, "LOCAL_RANK") or 0
         local_size = _int(env, "LOCAL_WORLD_SIZE") or size
         return DistEnv(rank, size, local_rank, local_size, "torchrun")
+    rank, size = _int(env, "HOROVOD_RANK"), _int(env, "HOROVOD_SIZE")
+    if rank is not None and size is not None:  # horovodrun's gloo controller
+        local_rank = _int(env, "HOROVOD_LOCAL_RANK") or 0
+        local_size = _int(env, "HOROVOD_LOCAL_SIZE") or size
+        return DistEnv(rank, size, local_rank, local_size, "horovod")
     rank, size = _int(env, "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"), \
         _int(env, "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
     if rank is not None and size is not None:

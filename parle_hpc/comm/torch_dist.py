@@ -109,6 +109,12 @@ class TorchDistributed(Communicator):
         os._exit(code)
 
     def close(self) -> None:
+        """Leave the process group (collective: every rank calls it).
+
+        A process that used gloo should end with :func:`hard_exit`: torch's gloo worker
+        threads release tensors under the GIL, and one still doing so while Python
+        finalises aborts the process (seen with torch 2.14 on loaded machines).
+        """
         if self._owns_group and dist.is_initialized():
             # Leave together: a rank that tears down its group (and the TCP store rank 0
             # serves) while a peer is still inside a collective would crash that peer.
@@ -169,3 +175,17 @@ def _first_slurm_host(nodelist: str) -> str:
         return head
     prefix, rest = head.split("[", 1)
     return prefix + rest.split("-")[0].split(",")[0].rstrip("]")
+
+
+def hard_exit(code: int = 0) -> None:
+    """End the process now, skipping interpreter teardown (see :meth:`TorchDistributed.close`).
+
+    Flushes the standard streams and finalises MPI first when mpi4py initialised it (the
+    MPI rendezvous), as mpirun treats a rank that skips MPI_Finalize as failed.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        mpi.Finalize()
+    os._exit(code)

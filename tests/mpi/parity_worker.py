@@ -48,8 +48,11 @@ def main(backend: str, L: int, out_dir: str) -> None:
         traceback.print_exc()
         sys.stderr.flush()
         comm.abort(1)
-    finally:
-        comm.close()
+    comm.close()
+    if comm.name == "torch":
+        from parle_hpc.comm.torch_dist import hard_exit
+
+        hard_exit(0)
 
 
 if __name__ == "__main__":
