@@ -46,8 +46,17 @@ if [[ -f $stamp && $(cat "$stamp") == "$want" ]] && "$VENV/bin/python" -c "impor
   exit 0
 fi
 say "installing Python packages into $VENV (torch $(grep '^torch==' constraints.txt | cut -d= -f3))"
-"$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
-"$VENV/bin/python" -m pip install -q -c constraints.txt torch torchvision
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test]'
+log=$VENV/setup.log
+pip_install() {
+  if ! "$VENV/bin/python" -m pip install "$@" >>"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    say "pip install $* failed; full log in $log"
+    exit 1
+  fi
+}
+: >"$log"
+pip_install --upgrade pip 'setuptools>=77' wheel
+pip_install -c constraints.txt torch torchvision
+pip_install -c constraints.txt -e '.[test]'
 "$VENV/bin/python" -c "import parle_hpc, torch, torchvision, mpi4py, h5py; print('[setup] ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| mpi4py', mpi4py.__version__, '| h5py', h5py.__version__)"
 echo "$want" > "$stamp"
