@@ -12,10 +12,14 @@ TRAIN_EPILOG = """\
 launchers:
   parle-train --config C.yaml                      one process (or one replica)
   parle-train --nproc 3 --config C.yaml            3 local ranks over torch.distributed
-  mpirun -np 3 parle-train --config C.yaml         3 ranks under MPI (backend auto: mpi4py)
+  mpirun -np 3 parle-train --config C.yaml         3 ranks under MPI (backend auto: mpi4py on
+                                                   CPU, Horovod/NCCL on GPU when built)
+  horovodrun -np 3 parle-train --config C.yaml     Horovod (add --gloo for its gloo controller)
+  srun parle-train --config C.yaml                 inside a SLURM allocation
   torchrun --nproc_per_node 3 -m parle_hpc.train --config C.yaml
 
 overrides are dotted keys of the YAML file, e.g.  parle.L=10 optim.lr=0.05 train.epochs=2
+backend: dist.backend=auto|single|torch|mpi|horovod (auto prints its choice and why)
 exit codes: 0 done, 1 error, 2 bad configuration or arguments
 """
 
@@ -77,7 +81,8 @@ def _run(cfg) -> int:
     comm = None
     rc = 1
     try:
-        device = select_device(cfg.train.device, env.local_rank)
+        device = select_device(cfg.train.device, env.local_rank, env.local_size,
+                               cfg.train.gpu_oversubscribe)
         threads = set_threads(cfg.train.threads, env.local_size) if device.type == "cpu" else None
         comm = create(cfg.dist.backend, env=env, device=device,
                       timeout=_dt.timedelta(seconds=cfg.dist.timeout_s))

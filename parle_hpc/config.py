@@ -170,6 +170,8 @@ class TrainConfig:
     """Base seed; replica a uses seed + a for its initialisation and its minibatches."""
     device: str = "auto"
     """``auto`` (one GPU per local rank when there are GPUs, else CPU), ``cpu`` or ``cuda``."""
+    gpu_oversubscribe: bool = False
+    """Allow more ranks than GPUs on a node (ranks then share GPUs round-robin)."""
     threads: int = 0
     """CPU threads per rank; 0 splits the node's cores evenly over the local ranks."""
     eval_every: int = 1

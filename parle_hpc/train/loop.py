@@ -27,18 +27,25 @@ from .metrics import MetricsWriter, spread
 log = logging.getLogger("parle_hpc.train")
 
 
-def select_device(name: str, local_rank: int) -> torch.device:
-    """``auto``: GPU ``local_rank`` when GPUs exist, else CPU."""
+def select_device(name: str, local_rank: int, local_size: int = 1,
+                  oversubscribe: bool = False) -> torch.device:
+    """``auto``: GPU ``local_rank`` when GPUs exist, else CPU.
+
+    More ranks on a node than GPUs is an error (usually a launcher mistake) unless
+    ``oversubscribe`` is set; then rank ``r`` shares GPU ``r % count``.
+    """
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but no GPU is visible (check CUDA_VISIBLE_DEVICES)")
     count = torch.cuda.device_count()
-    if local_rank >= count:
-        raise RuntimeError(f"local rank {local_rank} has no GPU: this node shows {count} GPU(s); "
-                           "start at most one rank per GPU, or set train.device=cpu")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+    if max(local_rank + 1, local_size) > count and not oversubscribe:
+        raise RuntimeError(f"{local_size} ranks on this node but only {count} GPU(s) visible: "
+                           "start one rank per GPU, set train.gpu_oversubscribe=true to share "
+                           "GPUs, or train.device=cpu")
+    index = local_rank % count
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
 
 
 def set_threads(threads: int, local_size: int) -> int:

@@ -80,3 +80,28 @@ def test_bad_override_exits_2_naming_the_key():
 def test_help_lists_launchers():
     res = run_job(TRAIN + ["--help"], timeout=60)
     assert res.returncode == 0 and "mpirun -np 3 parle-train" in res.stdout and "--nproc" in res.stdout
+
+
+def test_horovod_backend_through_the_whole_cli(tmp_path):
+    """Training, metrics, evaluation and the checkpoint gather over Horovod's collectives."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("horovod") is None and os.environ.get("PARLE_REQUIRE_HOROVOD") != "1":
+        pytest.skip("horovod not built (scripts/build_horovod.sh)")
+    res = run_job(mpirun_cmd(2) + TRAIN + ["--config", "configs/demo.yaml", f"out_dir={tmp_path}",
+                                           "dist.backend=horovod", "train.epochs=1",
+                                           "parle.init=same"], timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "backend horovod" in res.stdout
+    _check_run_dir(tmp_path, 2, 1)
+
+
+def test_torchrun_launches_the_module(tmp_path):
+    torchrun = str(__import__("pathlib").Path(sys.executable).with_name("torchrun"))
+    res = run_job([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "parle_hpc.train",
+                   "--config", "configs/demo.yaml", f"out_dir={tmp_path}", "train.epochs=1"],
+                  timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "2 rank(s), backend torch" in res.stdout
+    _check_run_dir(tmp_path, 2, 1)
