@@ -244,16 +244,11 @@ class Parle(torch.optim.Optimizer):
         if self._inner_step == 0:
             self._outer_step += 1
         gamma, _ = self.couplings()
-        y, x = self._flat, self._buffers["anchor"]
-        v, z = self._buffers["inner_momentum"], self._buffers["average"]
-        g = self._work
-        g.copy_(self._flat_grad)
-        if group["weight_decay"]:
-            g.add_(y, alpha=group["weight_decay"])
-        if gamma:
-            g.add_(y - x, alpha=gamma)
-        self._momentum(g, v, group)
+        y = self._flat
+        g = self._coupled_gradient(y, self._buffers["anchor"], gamma, group)
+        self._momentum(g, self._buffers["inner_momentum"], group)
         y.add_(g, alpha=-group["inner_lr"])
+        z = self._buffers["average"]
         z.mul_(group["alpha"]).add_(y, alpha=1.0 - group["alpha"])
         self._inner_step += 1
 
@@ -264,29 +259,35 @@ class Parle(torch.optim.Optimizer):
         g.copy_(z)
         self.comm.allreduce_mean_(g)                    # sync 1: r = mean_a z_a
         g.sub_(x).mul_(-rho).add_(x).sub_(z)            # g = (x - z) + rho (x - r)
-        self._momentum(g, self._buffers["outer_momentum"], group)
-        x.add_(g, alpha=-group["lr"])
-        self._flat.copy_(x)                             # y = x
-        z.copy_(x)                                      # z = x for the next outer step
-        self._sync_reference()                          # sync 2: xbar = mean_a x_a
+        self._finish_outer_step(g, group)
         self._inner_step = 0
 
     def _elastic_step(self, group: dict[str, Any]) -> None:
         self._outer_step += 1
         _, rho = self.couplings()
-        x, z = self._buffers["anchor"], self._buffers["average"]
-        r = self._buffers["reference"]  # = mean_a x_a: x is unchanged since the last sync 2
+        # sync 1: r = mean_a x_a is the reference of the last sync 2 (x has not moved since)
+        g = self._coupled_gradient(self._buffers["anchor"], self._buffers["reference"], rho, group)
+        self._finish_outer_step(g, group)
+
+    def _coupled_gradient(self, point: torch.Tensor, centre: torch.Tensor, coupling: float,
+                          group: dict[str, Any]) -> torch.Tensor:
+        """``grad + wd * point + coupling * (point - centre)`` in the work buffer."""
         g = self._work
         g.copy_(self._flat_grad)
         if group["weight_decay"]:
-            g.add_(x, alpha=group["weight_decay"])
-        if rho:
-            g.add_(x - r, alpha=rho)
+            g.add_(point, alpha=group["weight_decay"])
+        if coupling:
+            g.add_(point - centre, alpha=coupling)
+        return g
+
+    def _finish_outer_step(self, g: torch.Tensor, group: dict[str, Any]) -> None:
+        """Outer momentum, ``x = x - lr g``, restart ``y = z = x``, then sync 2."""
+        x = self._buffers["anchor"]
         self._momentum(g, self._buffers["outer_momentum"], group)
         x.add_(g, alpha=-group["lr"])
-        self._flat.copy_(x)
-        z.copy_(x)
-        self._sync_reference()
+        self._flat.copy_(x)                             # y = x
+        self._buffers["average"].copy_(x)               # z = x for the next outer step
+        self._sync_reference()                          # sync 2: xbar = mean_a x_a
 
     @staticmethod
     def _momentum(g: torch.Tensor, buf: torch.Tensor, group: dict[str, Any]) -> None:
