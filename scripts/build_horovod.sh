@@ -68,10 +68,8 @@ HVD_VERSION=0.28.1
 TAG="[build_horovod]"
 T_START=$SECONDS
 
-log()  { printf '%s %s\n' "$TAG" "$*"; }
-warn() { printf '%s WARNING: %s\n' "$TAG" "$*" >&2; }
-die()  { printf '%s ERROR: %s\n' "$TAG" "$*" >&2; exit 1; }
-elapsed() { local s=$((SECONDS - ${1:-$T_START})); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
+# log, warn, die, elapsed, run_logged, show_log_tail
+source "$(dirname "${BASH_SOURCE[0]}")/build_common.sh"
 
 # ---------------------------------------------------------------- arguments
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -336,32 +334,6 @@ log "log: $LOG"
 log "build dir: $WORK"
 
 # Run a command with output to $LOG, printing a heartbeat every 60 s.
-run_logged() {  # $1 = description, rest = command
-    local desc=$1; shift
-    local t0=$SECONDS last=$SECONDS rc=0
-    printf '\n===== %s: %s\n' "$desc" "$*" >>"$LOG"
-    set -m   # own process group, so that cleanup can kill the whole build tree
-    "$@" >>"$LOG" 2>&1 &
-    BUILD_PID=$!
-    set +m
-    while kill -0 "$BUILD_PID" 2>/dev/null; do
-        sleep 2
-        if (( SECONDS - last >= 60 )); then
-            last=$SECONDS
-            log "  ... $desc: $(elapsed "$t0") elapsed; last log line: $(tail -n 1 "$LOG" | cut -c1-110)"
-        fi
-    done
-    wait "$BUILD_PID" || rc=$?
-    BUILD_PID=""
-    return $rc
-}
-
-show_log_tail() {
-    printf '%s ---- last 40 lines of %s ----\n' "$TAG" "$LOG" >&2
-    tail -n 40 "$LOG" >&2
-    printf '%s ---- errors (grep) ----\n' "$TAG" >&2
-    grep -n -E 'error:|Error [0-9]|CMake Error|FAILED|fatal' "$LOG" | head -n 30 >&2 || true
-}
 
 # ---------------------------------------------------------------- python build deps
 log "ensuring build/runtime python deps (setuptools, wheel, cffi, cloudpickle, psutil, pyyaml, packaging)"
