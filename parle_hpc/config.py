@@ -176,6 +176,8 @@ class TrainConfig:
     """CPU threads per rank; 0 splits the node's cores evenly over the local ranks."""
     eval_every: int = 1
     """Evaluate the reference every this many epochs (and always after the last)."""
+    max_syncs: int = 0
+    """Stop each epoch's loop after this many syncs in all (0: no limit; for smoke tests)."""
     log_every: int = 1
     """Write a metrics line every this many syncs."""
     progress: bool = True
@@ -185,6 +187,8 @@ class TrainConfig:
         for name in ("epochs", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 _fail(f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.max_syncs < 0:
+            _fail(f"{key}.max_syncs", f"must be >= 0, got {self.max_syncs}")
         if self.threads < 0:
             _fail(f"{key}.threads", f"must be >= 0, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,14 @@ class Split:
 
 @dataclass
 class Dataset:
+    """A dataset in memory. ``augment(images, generator)`` (optional) transforms a training
+    minibatch on the fly, e.g. random crops and flips, drawing from the replica's generator."""
+
     name: str
     train: Split
     val: Split
     num_classes: int
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
 def _cache_dir() -> Path:

@@ -145,10 +145,15 @@ class Trainer:
             opt.param_groups[0]["lr"] = lr
             self.model.train()
             for _ in range(spe):
+                if cfg.train.max_syncs and syncs >= cfg.train.max_syncs:
+                    break
                 t0 = time.perf_counter()
                 c0 = comm.stats.total_seconds
                 idx = next(self.sampler)
-                x = self.data.train.images[idx].to(self.device, non_blocking=True)
+                x = self.data.train.images[idx]
+                if self.data.augment is not None:
+                    x = self.data.augment(x, self.sampler.generator)
+                x = x.to(self.device, non_blocking=True)
                 y = self.data.train.labels[idx].to(self.device, non_blocking=True)
                 out = self.model(x)
                 loss = F.cross_entropy(out, y)
