@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-METHODS = ("parle", "entropy-sgd", "elastic-sgd", "sgd")
+METHODS = ("parle", "entropy-sgd", "elastic-sgd", "sgd", "dp-sgd")
 # (L, rho0) each method uses when the parle section leaves them unset (null).
 METHOD_DEFAULTS = {"parle": (25, 1.0), "entropy-sgd": (25, 0.0),
-                   "elastic-sgd": (0, 1.0), "sgd": (0, 0.0)}
+                   "elastic-sgd": (0, 1.0), "sgd": (0, 0.0), "dp-sgd": (0, 0.0)}
 
 
 class ConfigError(ValueError):
@@ -84,7 +84,9 @@ class OptimConfig:
     """Method and learning rates."""
 
     method: str = "parle"
-    """One of parle, entropy-sgd, elastic-sgd, sgd (same code path, spec's special cases)."""
+    """parle, entropy-sgd, elastic-sgd, sgd (Parle's special cases, one optimizer) or dp-sgd
+    (one model data-parallel over all ranks: data.batch_size is the global minibatch, split
+    evenly over the ranks, gradients averaged by one allreduce per minibatch)."""
     lr: float = 0.1
     """Initial (outer) learning rate eta; also the inner rate unless inner_lr is set."""
     lr_schedule: list[list[float]] | None = None
@@ -258,9 +260,9 @@ class RunConfig:
         method = self.optim.method
         if method in ("parle", "entropy-sgd") and L == 0:
             _fail("parle.L", f"method {method} needs L >= 1 (L = 0 is elastic-sgd / sgd)")
-        if method in ("elastic-sgd", "sgd") and L != 0:
+        if method in ("elastic-sgd", "sgd", "dp-sgd") and L != 0:
             _fail("parle.L", f"method {method} has no inner loop: L must be 0, got {L}")
-        if method in ("sgd", "entropy-sgd") and rho0 != 0:
+        if method in ("sgd", "entropy-sgd", "dp-sgd") and rho0 != 0:
             _fail("parle.rho0", f"method {method} has no elastic coupling: rho0 must be 0")
 
     @property

@@ -111,3 +111,10 @@ def serial_parle(n: int, *, L: int, outer_steps: int, lr: float, inner_lr: float
 SETTING = dict(lr=0.2, inner_lr=0.1, gamma0=0.1, gamma_max=0.13, rho0=1.0, rho_max=1.4,
                scoping=0.5, B=3, alpha=0.75, mu=0.9, wd=1e-3)
 OUTER_STEPS = 6
+
+
+def global_batch(k: int, size: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """A global minibatch of ``size`` examples (divisible by 2 and 3) for data-parallel tests."""
+    g = torch.Generator().manual_seed(77_000 + k)
+    return (torch.randn(size, DIM_IN, generator=g, dtype=torch.float64),
+            torch.randint(0, DIM_OUT, (size,), generator=g))

@@ -32,7 +32,6 @@ from torch import nn
 
 FORMAT = "parle-hpc-checkpoint"
 VERSION = 1
-_OPT_BUFFERS = ("anchor", "average", "inner_momentum", "outer_momentum", "reference")
 
 
 def _replica_tensors(model: nn.Module, opt) -> dict[str, torch.Tensor]:
@@ -42,9 +41,8 @@ def _replica_tensors(model: nn.Module, opt) -> dict[str, torch.Tensor]:
         out[f"params/{name}"] = p.detach()
     for name, b in model.named_buffers():
         out[f"buffers/{name}"] = b.detach()
-    state = opt.state_dict()
-    for name in _OPT_BUFFERS:
-        out[f"optimizer/{name}"] = state["buffers"][name]
+    for name, tensor in opt.state_dict()["buffers"].items():
+        out[f"optimizer/{name}"] = tensor
     return out
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from .flat import FlatParams, nesterov_momentum_
 from .schedules import scoped, scoping_rate
 
 __all__ = ["Parle"]
@@ -118,25 +119,9 @@ class Parle(torch.optim.Optimizer):
         self.comm = comm
 
         self._params: list[torch.Tensor] = list(self.param_groups[0]["params"])
-        if not self._params:
-            raise ValueError("Parle got no parameters")
-        dtype, device = self._params[0].dtype, self._params[0].device
-        for p in self._params:
-            if p.dtype != dtype or p.device != device:
-                raise ValueError("all parameters must share one dtype and device; found "
-                                 f"{dtype}/{device} and {p.dtype}/{p.device}")
-        numel = sum(p.numel() for p in self._params)
         # The flat buffer *is* the inner iterate y: parameters become views of it.
-        self._flat = torch.empty(numel, dtype=dtype, device=device)
-        self._flat_grad = torch.zeros(numel, dtype=dtype, device=device)
-        self._views: list[tuple[int, int]] = []
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            self._flat[offset:offset + n].copy_(p.detach().reshape(-1))
-            self._views.append((offset, n))
-            offset += n
-        self._bind_views()
+        self._flat_params = FlatParams(self._params, "Parle")
+        self._flat, self._flat_grad = self._flat_params.flat, self._flat_params.grad
 
         self._buffers = {name: self._flat.clone() for name in ("anchor", "average", "reference")}
         self._buffers["inner_momentum"] = torch.zeros_like(self._flat)
@@ -148,40 +133,10 @@ class Parle(torch.optim.Optimizer):
         self.synced = False    # whether the last step() ended with a sync
         self.comm.allreduce_mean_(self._buffers["reference"])  # initial reference, all ranks
 
-    # ------------------------------------------------------------------ views and buffers
-    def _bind_views(self) -> None:
-        for p, (offset, n) in zip(self._params, self._views):
-            p.data = self._flat[offset:offset + n].view_as(p)
-            p.grad = self._flat_grad[offset:offset + n].view_as(p)
-
-    def _gather_grads(self) -> None:
-        """Make the flat gradient buffer hold the current gradients.
-
-        Fast path: the gradients are still views of the buffer. If a caller replaced them
-        (``model.zero_grad(set_to_none=True)`` then ``backward``), copy them in and rebind.
-        """
-        rebind = False
-        for p, (offset, n) in zip(self._params, self._views):
-            if p.data.data_ptr() != self._flat[offset:offset + n].data_ptr():
-                raise RuntimeError("a parameter no longer lives in Parle's flat buffer "
-                                   "(was .data reassigned?); copy weights in with "
-                                   "param.copy_() instead")
-            g = p.grad
-            view = self._flat_grad[offset:offset + n]
-            if g is None:
-                view.zero_()
-                rebind = True
-            elif g.data_ptr() != view.data_ptr():
-                view.copy_(g.reshape(-1))
-                rebind = True
-        if rebind:
-            self._bind_views()
-
     @torch.no_grad()
     def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: ARG002 - kept for the API
         """Zero the flat gradient buffer in place (gradients stay views of it)."""
-        self._flat_grad.zero_()
-        self._bind_views()
+        self._flat_params.zero_grad()
 
     # ------------------------------------------------------------------ public read-outs
     @property
@@ -196,8 +151,7 @@ class Parle(torch.optim.Optimizer):
 
     def reference(self) -> list[torch.Tensor]:
         """The reference weights as a list of tensors (copies) in parameter order."""
-        ref = self._buffers["reference"]
-        return [ref[o:o + n].view_as(p).clone() for p, (o, n) in zip(self._params, self._views)]
+        return self._flat_params.unflatten(self._buffers["reference"])
 
     @property
     def outer_step(self) -> int:
@@ -228,7 +182,7 @@ class Parle(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._gather_grads()
+        self._flat_params.gather_grads()
         group = self.param_groups[0]
         if group["L"] == 0:
             self._elastic_step(group)
@@ -291,15 +245,7 @@ class Parle(torch.optim.Optimizer):
 
     @staticmethod
     def _momentum(g: torch.Tensor, buf: torch.Tensor, group: dict[str, Any]) -> None:
-        """``buf = mu buf + g``, then ``g = g + mu buf`` (Nesterov) or ``g = buf``, in place."""
-        mu = group["momentum"]
-        if mu == 0:
-            return
-        buf.mul_(mu).add_(g)
-        if group["nesterov"]:
-            g.add_(buf, alpha=mu)
-        else:
-            g.copy_(buf)
+        nesterov_momentum_(g, buf, group["momentum"], group["nesterov"])
 
     def _sync_reference(self) -> None:
         ref = self._buffers["reference"]

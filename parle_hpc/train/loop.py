@@ -20,7 +20,7 @@ from ..comm import Communicator
 from ..config import RunConfig
 from ..data import ReplicaBatches, load_dataset
 from ..models import build, default_weight_decay
-from ..optim import Parle, lr_at_epoch
+from ..optim import DataParallelSGD, Parle, lr_at_epoch
 from .evaluate import average_buffers, evaluate, recompute_bn
 from .metrics import MetricsWriter, spread
 
@@ -79,20 +79,40 @@ class Trainer:
             flat = torch.nn.utils.parameters_to_vector(self.model.parameters()).contiguous()
             comm.broadcast_(flat, root=0)
             torch.nn.utils.vector_to_parameters(flat, self.model.parameters())
-        self.sampler = ReplicaBatches(len(self.data.train), cfg.data.batch_size, rank=comm.rank,
-                                      size=comm.size, seed=cfg.train.seed, frac=cfg.data.frac)
         self.L = cfg.effective_L
         wd = cfg.optim.weight_decay
-        self.opt = Parle(
-            self.model.parameters(), comm=comm, lr=self._lr(0), inner_lr=cfg.optim.inner_lr,
-            L=self.L, gamma0=cfg.parle.gamma0, gamma_max=cfg.parle.gamma_max,
-            rho0=cfg.effective_rho0, rho_max=cfg.parle.rho_max, scoping=cfg.parle.scoping,
-            batches_per_epoch=self.sampler.batches_per_epoch, alpha=cfg.parle.alpha,
-            momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
-            weight_decay=default_weight_decay(cfg.model.name) if wd is None else wd)
+        wd = default_weight_decay(cfg.model.name) if wd is None else wd
+        self.data_parallel = cfg.optim.method == "dp-sgd"
+        if self.data_parallel:
+            # One global minibatch per step, drawn identically on every rank (same seed),
+            # each rank taking its contiguous share.
+            if cfg.data.batch_size % comm.size:
+                raise ValueError(f"dp-sgd splits data.batch_size={cfg.data.batch_size} over "
+                                 f"{comm.size} ranks: make it a multiple of {comm.size}")
+            self.sampler = ReplicaBatches(len(self.data.train), cfg.data.batch_size, rank=0,
+                                          size=1, seed=cfg.train.seed, frac=cfg.data.frac)
+            share = cfg.data.batch_size // comm.size
+            self._share = slice(comm.rank * share, (comm.rank + 1) * share)
+            self.opt = DataParallelSGD(self.model.parameters(), comm=comm, lr=self._lr(0),
+                                       momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
+                                       weight_decay=wd)
+        else:
+            self.sampler = ReplicaBatches(len(self.data.train), cfg.data.batch_size,
+                                          rank=comm.rank, size=comm.size, seed=cfg.train.seed,
+                                          frac=cfg.data.frac)
+            self._share = slice(None)
+            self.opt = self._parle(cfg, wd)
         self.reference_model = copy.deepcopy(self.model)
         self.metrics = MetricsWriter(self.out_dir / "metrics.jsonl", self.is_root)
         self.history: list[dict[str, Any]] = []
+
+    def _parle(self, cfg: RunConfig, wd: float) -> Parle:
+        return Parle(
+            self.model.parameters(), comm=self.comm, lr=self._lr(0), inner_lr=cfg.optim.inner_lr,
+            L=self.L, gamma0=cfg.parle.gamma0, gamma_max=cfg.parle.gamma_max,
+            rho0=cfg.effective_rho0, rho_max=cfg.parle.rho_max, scoping=cfg.parle.scoping,
+            batches_per_epoch=self.sampler.batches_per_epoch, alpha=cfg.parle.alpha,
+            momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov, weight_decay=wd)
 
     # ------------------------------------------------------------------ helpers
     def _lr(self, epoch: int) -> float:
@@ -149,7 +169,7 @@ class Trainer:
                     break
                 t0 = time.perf_counter()
                 c0 = comm.stats.total_seconds
-                idx = next(self.sampler)
+                idx = next(self.sampler)[self._share]
                 x = self.data.train.images[idx]
                 if self.data.augment is not None:
                     x = self.data.augment(x, self.sampler.generator)
