@@ -1,6 +1,7 @@
 # parle_hpc -- the two commands of the README, and helpers.
 #   make demo    set up .venv (and Open MPI when root), then train the offline demo
-#   make test    the same set-up plus Horovod (built for this torch), then the whole test suite
+#   make test    the same set-up plus Horovod (built for this torch) and parallel h5py,
+#                then the whole test suite
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NPROC  ?= 3
@@ -26,8 +27,8 @@ h5py-mpi: setup
 demo: setup
 	$(VENV)/bin/parle-train --nproc $(NPROC) --config configs/demo.yaml
 
-test: setup horovod
-	PARLE_REQUIRE_HOROVOD=1 $(PY) -m pytest $(PYTEST_ARGS)
+test: setup horovod h5py-mpi
+	PARLE_REQUIRE_HOROVOD=1 PARLE_REQUIRE_H5PY_MPI=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -20,7 +20,10 @@ launchers:
 
 overrides are dotted keys of the YAML file, e.g.  parle.L=10 optim.lr=0.05 train.epochs=2
 backend: dist.backend=auto|single|torch|mpi|horovod (auto prints its choice and why)
-exit codes: 0 done, 1 error, 2 bad configuration or arguments
+signals: SIGUSR2 or SIGTERM (checkpoint.signals) -> checkpoint at the next sync, exit 75
+exit codes: 0 done, 1 error, 2 bad configuration or arguments, 3 a replica diverged
+            (NaN/Inf; last good checkpoint kept), 75 checkpointed on a signal or the
+            wall-time budget: requeue the job and run again with --resume auto
 """
 
 
@@ -31,6 +34,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", help="YAML run configuration (default: built-in defaults)")
     p.add_argument("--nproc", type=int, default=None,
                    help="start this many local ranks (torch.distributed), for machines without mpirun")
+    p.add_argument("--resume", metavar="auto|PATH", default=None,
+                   help="continue from the newest valid checkpoint in out_dir/checkpoints (auto; "
+                        "a fresh start if there is none) or from PATH")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -69,12 +75,14 @@ def train_main(argv: list[str] | None = None) -> int:
             if not arg.startswith("--nproc="):
                 rest.append(arg)
         return launch(args.nproc, rest)
-    return _run(cfg)
+    return _run(cfg, args.resume)
 
 
-def _run(cfg) -> int:
+def _run(cfg, resume: str | None = None) -> int:
     from .comm import create, discover
-    from .train.loop import Trainer, select_device, set_threads, summary_table
+    from .checkpoint import CheckpointError
+    from .train.loop import (EXIT_NONFINITE, EXIT_REQUEUE, NonFiniteError, StopRequested, Trainer,
+                             select_device, set_threads, summary_table)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     env = discover()
@@ -91,7 +99,7 @@ def _run(cfg) -> int:
                   f"({getattr(comm, 'selected_because', 'asked for')})"
                   + (f", {threads} CPU thread(s) per rank" if threads else ""), flush=True)
         trainer = Trainer(cfg, comm, device)
-        summary = trainer.fit()
+        summary = trainer.fit(resume)
         if comm.rank == 0:
             from .analysis.plots import plot_runs
 
@@ -103,6 +111,15 @@ def _run(cfg) -> int:
                   f"checkpoints/, {png.name}", flush=True)
         comm.barrier()
         rc = 0
+    except StopRequested as stop:  # raised on every rank at the same sync
+        rc = EXIT_REQUEUE
+        if comm.rank == 0:
+            print(f"parle-train: {stop}; exiting with {EXIT_REQUEUE} (requeue, then --resume auto)",
+                  flush=True)
+    except (NonFiniteError, CheckpointError) as exc:  # agreed by a collective: no abort needed
+        rc = EXIT_NONFINITE if isinstance(exc, NonFiniteError) else 1
+        if comm is None or comm.rank == 0:
+            print(f"parle-train: {exc}", file=sys.stderr, flush=True)
     except Exception:
         rank = comm.rank if comm is not None else env.rank
         logging.getLogger("parle_hpc").exception("rank %d failed", rank)

@@ -41,10 +41,12 @@ class ModelConfig:
     """Dropout probability; null keeps the model's paper default."""
 
     def validate(self, key: str = "model") -> None:
-        from .models import MODELS
+        from .models import model_class
 
-        if self.name not in MODELS:
-            _fail(f"{key}.name", f"unknown model {self.name!r}; known: {', '.join(sorted(MODELS))}")
+        try:
+            model_class(self.name)  # accepts the pattern names, e.g. wrn-40-2
+        except ValueError as exc:
+            _fail(f"{key}.name", str(exc))
         if self.dropout is not None and not 0 <= self.dropout < 1:
             _fail(f"{key}.dropout", f"must be in [0, 1), got {self.dropout}")
 
@@ -71,6 +73,9 @@ class DataConfig:
 
         if self.name not in DATASETS:
             _fail(f"{key}.name", f"unknown dataset {self.name!r}; known: {', '.join(DATASETS)}")
+        if self.root is None and self.name != "mnist5k":  # only mnist5k ships in the package
+            _fail(f"{key}.root", f"dataset {self.name} needs a directory (stage it there with "
+                  f"`parle-data download {self.name} --root DIR`)")
         if self.batch_size < 1:
             _fail(f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
@@ -179,7 +184,8 @@ class TrainConfig:
     eval_every: int = 1
     """Evaluate the reference every this many epochs (and always after the last)."""
     max_syncs: int = 0
-    """Stop each epoch's loop after this many syncs in all (0: no limit; for smoke tests)."""
+    """End the run after this many syncs, evaluating and checkpointing as at its end
+    (0: no limit; for smoke tests)."""
     log_every: int = 1
     """Write a metrics line every this many syncs."""
     progress: bool = True
@@ -225,12 +231,30 @@ class CheckpointConfig:
     """Checkpoint every this many epochs (and after the last)."""
     keep: int = 3
     """Keep the newest this many checkpoints."""
+    signals: list[str] = field(default_factory=lambda: ["SIGUSR2", "SIGTERM"])
+    """Signals that request checkpoint-and-exit (code 75, "requeue me") at the next sync.
+    Avoid SIGUSR1: NCCL may use it."""
+    walltime_s: float = 0.0
+    """Wall-time budget of the job in seconds (0: none): checkpoint and exit 75 before it."""
+    walltime_margin_s: float = 120.0
+    """Stop this many seconds before ``walltime_s`` (time for the last sync and the write)."""
+    parallel: bool | None = None
+    """Parallel HDF5 writing (all ranks into one file with the mpio driver): true, false, or
+    null for automatic (when h5py has MPI and the backend is mpi)."""
 
     def validate(self, key: str = "checkpoint") -> None:
+        import signal as _signal
+
         if self.every_epochs < 1:
             _fail(f"{key}.every_epochs", f"must be >= 1, got {self.every_epochs}")
         if self.keep < 1:
             _fail(f"{key}.keep", f"must be >= 1, got {self.keep}")
+        for name in self.signals:
+            if not isinstance(name, str) or not hasattr(_signal, name) or name in ("SIGKILL", "SIGSTOP"):
+                _fail(f"{key}.signals", f"{name!r} is not a catchable signal name like SIGUSR2")
+        if self.walltime_s < 0 or self.walltime_margin_s < 0:
+            _fail(f"{key}.walltime_s", "walltime_s and walltime_margin_s must be >= 0")
+
 
 
 @dataclass(kw_only=True, slots=True)

@@ -45,6 +45,10 @@ def validate_lr_schedule(schedule: Sequence[Sequence[float]]) -> None:
         if len(entry) != 2:
             raise ValueError(f"entry {i} is {entry!r}; expected [until_epoch, lr]")
         until, lr = entry
+        for value in entry:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"entry {i}: {value!r} is not a number (YAML reads 1e12 as "
+                                 "text: write 1.0e+12)")
         if int(until) != until or until <= previous:
             raise ValueError(f"entry {i}: epoch bounds must be rising integers, got {until}")
         if not lr > 0:

@@ -15,6 +15,9 @@ import sys
 import time
 
 
+from . import EXIT_REQUEUE as REQUEUE
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -44,13 +47,36 @@ def launch(nproc: int, args: list[str], grace_s: float = 10.0) -> int:
                 p.kill()
                 p.wait()
 
+    def forward(signum, frame) -> None:  # noqa: ARG001 - a scheduler's signal reaches every rank
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(sig, forward)
     try:
         while True:
             codes = [p.poll() for p in procs]
             failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
+            if failed and failed[0][1] == REQUEUE:
+                # every rank checkpointed together and is exiting: give them time to finish
+                for p in procs:
+                    try:
+                        p.wait(timeout=grace_s * 6)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                return REQUEUE
             if failed:
+                # The first rank to fail is often a survivor reporting a lost peer: wait a
+                # moment and blame a rank that was killed by a signal, if there is one.
+                time.sleep(1.0)
+                codes = [p.poll() for p in procs]
+                failed = sorted(((r, c) for r, c in enumerate(codes) if c not in (None, 0, REQUEUE)),
+                                key=lambda rc: (rc[1] >= 0, rc[0]))
                 rank, code = failed[0]
-                print(f"parle-train: rank {rank} exited with code {code}; stopping the other ranks",
+                how = (f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
+                       else f"exited with code {code}")
+                print(f"parle-train: rank {rank} {how} (exit code {code}); stopping the other ranks",
                       file=sys.stderr, flush=True)
                 stop_all()
                 return code if code > 0 else 128 - code

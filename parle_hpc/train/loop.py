@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +20,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import (CheckpointError, capture_replica, latest_valid_checkpoint,
+                          list_checkpoints, read_attrs, reference_arrays,
+                          remove_stale_temporaries, restore_replica,
+                          save_checkpoint, validate_checkpoint)
 from ..comm import Communicator
 from ..config import RunConfig
 from ..data import ReplicaBatches, load_dataset
 from ..models import build, default_weight_decay
 from ..optim import DataParallelSGD, Parle, lr_at_epoch
+from . import EXIT_NONFINITE, EXIT_REQUEUE  # noqa: F401 - re-exported for the CLI
 from .evaluate import average_buffers, evaluate, recompute_bn
 from .metrics import MetricsWriter, spread
 
@@ -68,6 +77,8 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         if self.is_root:
             (self.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temporaries(self.out_dir / "checkpoints"):
+                log.warning("removed %s, left by an interrupted checkpoint write", stale)
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         comm.barrier()
 
@@ -105,6 +116,8 @@ class Trainer:
         self.reference_model = copy.deepcopy(self.model)
         self.metrics = MetricsWriter(self.out_dir / "metrics.jsonl", self.is_root)
         self.history: list[dict[str, Any]] = []
+        self._reference_step = -1
+        self._started = time.perf_counter()
 
     def _parle(self, cfg: RunConfig, wd: float) -> Parle:
         return Parle(
@@ -136,6 +149,7 @@ class Trainer:
                 p.copy_(r)
             for b_ref, b in zip(ref_model.buffers(), self.model.buffers()):
                 b_ref.copy_(b)
+        self._reference_step = self.opt.steps
         mode = self.cfg.parle.bn
         if mode == "recompute":
             recompute_bn(ref_model, self.data.train, self.comm, self.cfg.data.eval_batch_size,
@@ -146,27 +160,32 @@ class Trainer:
                         self.device)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self) -> dict[str, Any]:
+    def fit(self, resume: str | None = None) -> dict[str, Any]:
+        """Train to the end (or to a stop request). ``resume``: ``auto`` or a checkpoint path.
+
+        Raises :class:`StopRequested` after checkpointing on a signal or the wall-time
+        budget, and :class:`NonFiniteError` when a replica diverges; both on every rank.
+        """
         cfg, comm, opt = self.cfg, self.comm, self.opt
         E, spe = cfg.train.epochs, self.steps_per_epoch
+        total = E * spe
         self.say(f"parle_hpc: {cfg.optim.method} | model {cfg.model.name} | data {cfg.data.name} "
                  f"({len(self.data.train)} train / {len(self.data.val)} val) | {comm.size} "
                  f"replica(s) over {comm.name} on {self.device} | L={self.L} "
                  f"B={self.sampler.batches_per_epoch} | {E} epochs x {spe} minibatches/replica")
-        train_wall = 0.0
-        comm_s = compute_s = 0.0
-        window = {"loss": 0.0, "err": 0.0, "n": 0, "comm": 0.0, "wall": 0.0}
-        syncs = 0
-        last_train_error = math.nan  # mean over replicas, from the last logged sync
-        bar = self._progress(E * spe)
-        started = time.perf_counter()
-        for epoch in range(E):
-            lr = self._lr(epoch)
-            opt.param_groups[0]["lr"] = lr
-            self.model.train()
-            for _ in range(spe):
-                if cfg.train.max_syncs and syncs >= cfg.train.max_syncs:
-                    break
+        p = Progress()
+        if resume:
+            self._resume(resume, p)
+        window = _Window()
+        bar = self._progress(total, p.step)
+        self._started = time.perf_counter()
+        stop_signal = _StopFlag(cfg.checkpoint.signals)
+        try:
+            while p.step < total:
+                epoch = p.step // spe
+                lr = self._lr(epoch)
+                opt.param_groups[0]["lr"] = lr
+                self.model.train()
                 t0 = time.perf_counter()
                 c0 = comm.stats.total_seconds
                 idx = next(self.sampler)[self._share]
@@ -180,85 +199,234 @@ class Trainer:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                window["loss"] += float(loss.detach())
-                window["err"] += float((out.argmax(1) != y).float().mean()) * 100.0
-                window["n"] += 1
-                window["comm"] += comm.stats.total_seconds - c0
-                window["wall"] += time.perf_counter() - t0
+                p.step += 1
+                window.add(float(loss.detach()), float((out.argmax(1) != y).float().mean()) * 100.0)
                 if bar is not None:
                     bar.update(1)
-                if not opt.synced:
-                    continue
-                syncs += 1
-                if syncs % cfg.train.log_every:
-                    continue
-                train_wall += window["wall"]
-                comm_s += window["comm"]
-                compute_s += window["wall"] - window["comm"]
-                gamma, rho = opt.couplings()
-                (loss_m, loss_s), (err_m, err_s), (dist_m, _) = spread(
-                    comm, [window["loss"] / window["n"], window["err"] / window["n"],
-                           opt.distance_to_reference()])
-                record = {"type": "sync", "sync": syncs, "step": opt.steps, "outer_step": opt.outer_step,
-                          "epoch": opt.steps / spe, "wall_s": train_wall, "compute_s": compute_s,
-                          "comm_s": comm_s, "lr": lr, "gamma": gamma, "rho": rho,
-                          "train_loss": loss_m, "train_loss_std": loss_s,
-                          "train_error": err_m, "train_error_std": err_s, "dist_to_ref": dist_m}
-                self.metrics.write(record)
-                last_train_error = err_m
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss_m:.3f}", err=f"{err_m:.1f}%", refresh=False)
-                window = {"loss": 0.0, "err": 0.0, "n": 0, "comm": 0.0, "wall": 0.0}
-            last = epoch + 1 == E
-            if (epoch + 1) % cfg.train.eval_every == 0 or last:
-                val = self.evaluate_reference()
-                row = {"type": "val", "epoch": epoch + 1, "step": opt.steps, "wall_s": train_wall,
-                       "elapsed_s": time.perf_counter() - started, "lr": lr,
-                       "val_loss": val["loss"], "val_error": val["error"],
-                       "train_error": last_train_error}
-                self.metrics.write(row)
-                self.history.append(row)
-                line = (f"epoch {epoch + 1:>3}/{E}  lr {lr:<7g} train err {row['train_error']:6.2f}%  "
-                        f"reference val err {val['error']:6.2f}%  loss {val['loss']:.4f}  "
-                        f"[{train_wall:7.1f}s, comm {comm_s:5.1f}s]")
-                if bar is not None:
-                    bar.write(line)
+                if opt.synced:
+                    p.syncs += 1
+                    stop_reason = self._control(stop_signal, p)  # one small collective
+                    window.comm += comm.stats.total_seconds - c0
+                    window.wall += time.perf_counter() - t0
+                    if p.syncs % cfg.train.log_every == 0:
+                        self._log_sync(p, window, lr, bar)
+                        window = _Window()
+                    if stop_reason is not None:
+                        path = self.checkpoint(p)
+                        raise StopRequested(stop_reason, path)
                 else:
-                    self.say(line)
-            if cfg.checkpoint.enabled and ((epoch + 1) % cfg.checkpoint.every_epochs == 0 or last):
-                self.checkpoint(epoch + 1, syncs)
+                    window.comm += comm.stats.total_seconds - c0
+                    window.wall += time.perf_counter() - t0
+                ended = bool(cfg.train.max_syncs) and p.syncs >= cfg.train.max_syncs
+                if ended:
+                    total = p.step  # max_syncs: this step is the last one
+                if p.step % spe == 0 or ended:
+                    self._end_of_epoch(p, epoch, lr, last=p.step >= total, bar=bar)
+        finally:
+            stop_signal.restore()
+            if bar is not None:
+                bar.close()
+            self.metrics.close()
+        return {"epochs": E, "final_val_error": self.history[-1]["val_error"],
+                "best_val_error": min(h["val_error"] for h in self.history),
+                "train_wall_s": p.train_wall, "comm_s": p.comm_s, "compute_s": p.compute_s,
+                "elapsed_s": time.perf_counter() - self._started, "replicas": comm.size,
+                "syncs": p.syncs, "steps": p.step, "out_dir": str(self.out_dir)}
+
+    def _control(self, stop_signal: _StopFlag, p: Progress) -> str | None:
+        """Agree at a sync on stop requests and non-finite replicas (one allreduce)."""
+        n = self.comm.size
+        flags = torch.zeros(n + 1, dtype=torch.float64)
+        budget = self.cfg.checkpoint.walltime_s
+        elapsed = time.perf_counter() - self._started
+        local_stop = stop_signal.name or (
+            "wall-time budget" if budget and elapsed >= budget - self.cfg.checkpoint.walltime_margin_s
+            else None)
+        flags[0] = 1.0 if local_stop else 0.0
+        flags[1 + self.comm.rank] = 0.0 if bool(torch.isfinite(self.opt.flat_params).all()) else 1.0
+        self.comm.allreduce_sum_(flags)
+        bad = [k for k in range(n) if flags[1 + k] > 0]
+        if bad:
+            raise NonFiniteError(f"replica(s) {', '.join(map(str, bad))} hold NaN/Inf weights at "
+                                 f"step {p.step} (sync {p.syncs}); the last good checkpoint is "
+                                 f"kept in {self.out_dir / 'checkpoints'}. Lower the learning "
+                                 "rate or check the data.")
+        if flags[0] > 0:
+            return local_stop or "stop requested by another rank"
+        return None
+
+    def _log_sync(self, p: Progress, w: _Window, lr: float, bar) -> None:
+        opt = self.opt
+        p.train_wall += w.wall
+        p.comm_s += w.comm
+        p.compute_s += w.wall - w.comm
+        gamma, rho = opt.couplings()
+        (loss_m, loss_s), (err_m, err_s), (dist_m, _) = spread(
+            self.comm, [w.loss / max(w.n, 1), w.err / max(w.n, 1), opt.distance_to_reference()])
+        self.metrics.write({
+            "type": "sync", "sync": p.syncs, "step": p.step, "outer_step": opt.outer_step,
+            "epoch": p.step / self.steps_per_epoch, "wall_s": p.train_wall,
+            "compute_s": p.compute_s, "comm_s": p.comm_s, "lr": lr, "gamma": gamma, "rho": rho,
+            "train_loss": loss_m, "train_loss_std": loss_s, "train_error": err_m,
+            "train_error_std": err_s, "dist_to_ref": dist_m})
+        p.last_train_error = err_m
         if bar is not None:
-            bar.close()
-        self.metrics.close()
-        summary = {"epochs": E, "final_val_error": self.history[-1]["val_error"],
-                   "best_val_error": min(h["val_error"] for h in self.history),
-                   "train_wall_s": train_wall, "comm_s": comm_s, "compute_s": compute_s,
-                   "elapsed_s": time.perf_counter() - started, "replicas": comm.size,
-                   "syncs": syncs, "out_dir": str(self.out_dir)}
-        return summary
+            bar.set_postfix(loss=f"{loss_m:.3f}", err=f"{err_m:.1f}%", refresh=False)
 
-    def checkpoint(self, epoch: int, syncs: int) -> Path | None:
-        path = self.out_dir / "checkpoints" / f"ckpt-step{self.opt.steps:09d}.h5"
-        meta = {"step": self.opt.steps, "epoch": epoch, "sync": syncs, "model": self.cfg.model.name,
-                "method": self.cfg.optim.method, "config": self.cfg.to_dict()}
-        written = save_checkpoint(path, comm=self.comm, model=self.model, opt=self.opt,
-                                  reference_model=self.reference_model, meta=meta)
-        if written is not None:
-            old = sorted(written.parent.glob("ckpt-*.h5"))[:-self.cfg.checkpoint.keep]
-            for stale in old:
+    def _end_of_epoch(self, p: Progress, epoch: int, lr: float, last: bool, bar) -> None:
+        cfg = self.cfg
+        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+            val = self.evaluate_reference()
+            row = {"type": "val", "epoch": epoch + 1, "step": p.step, "wall_s": p.train_wall,
+                   "elapsed_s": p.elapsed_before + time.perf_counter() - self._started, "lr": lr,
+                   "val_loss": val["loss"], "val_error": val["error"],
+                   "train_error": p.last_train_error}
+            self.metrics.write(row)
+            self.history.append(row)
+            line = (f"epoch {epoch + 1:>3}/{cfg.train.epochs}  lr {lr:<7g} train err "
+                    f"{p.last_train_error:6.2f}%  reference val err {val['error']:6.2f}%  "
+                    f"loss {val['loss']:.4f}  [{p.train_wall:7.1f}s, comm {p.comm_s:5.1f}s]")
+            if bar is not None:
+                bar.write(line)
+            else:
+                self.say(line)
+        if cfg.checkpoint.enabled and ((epoch + 1) % cfg.checkpoint.every_epochs == 0 or last):
+            try:
+                self.checkpoint(p)
+            except CheckpointError as exc:  # e.g. a full disk: warn, keep training
+                if self.is_root:
+                    log.warning("%s", exc)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, p: Progress) -> Path:
+        """Write a checkpoint of every replica and the reference (collective)."""
+        cfg = self.cfg
+        path = self.out_dir / "checkpoints" / f"ckpt-step{p.step:09d}.h5"
+        if self._reference_step != p.step:  # the reference's BN statistics as evaluated
+            self.evaluate_reference()
+        meta = {"step": p.step, "epoch": p.step / self.steps_per_epoch, "sync": p.syncs,
+                "model": cfg.model.name, "method": cfg.optim.method, "config": cfg.to_dict(),
+                "loop": p.to_json(time.perf_counter() - self._started)}
+        save_checkpoint(path, comm=self.comm,
+                        replica=capture_replica(self.model, self.opt, self.sampler),
+                        reference=reference_arrays(self.reference_model) if self.is_root else {},
+                        meta=meta, parallel=cfg.checkpoint.parallel)
+        if self.is_root:
+            keep = cfg.checkpoint.keep
+            for stale in list_checkpoints(path.parent)[keep:]:
                 stale.unlink()
-            latest = written.parent / "latest"
-            tmp = written.parent / ".latest.tmp"
-            tmp.write_text(written.name + "\n")
-            os.replace(tmp, latest)
-        return written
+            tmp = path.parent / ".latest.tmp"
+            tmp.write_text(path.name + "\n")
+            os.replace(tmp, path.parent / "latest")
+        return path
 
-    def _progress(self, total: int):
+    def _resume(self, spec: str, p: Progress) -> None:
+        """Rank 0 picks the checkpoint, every rank restores its own replica from it."""
+        choice: tuple[str | None, str | None] = (None, None)
+        if self.is_root:
+            if spec == "auto":
+                found = latest_valid_checkpoint(self.out_dir / "checkpoints")
+                choice = (str(found) if found else None, None)
+            else:
+                reason = validate_checkpoint(spec)
+                choice = (spec, None) if reason is None else (None, f"cannot resume from {spec}: {reason}")
+        path, error = self.comm.broadcast_object(choice, root=0)
+        if error:
+            raise CheckpointError(error)
+        if path is None:
+            self.say(f"resume: no valid checkpoint in {self.out_dir / 'checkpoints'}; starting fresh")
+            return
+        attrs = read_attrs(path)
+        if int(attrs["n_replicas"]) != self.comm.size:
+            raise CheckpointError(f"{path} holds {attrs['n_replicas']} replicas but this job has "
+                                  f"{self.comm.size} ranks: restart with -np {attrs['n_replicas']}")
+        for key, mine in (("model", self.cfg.model.name), ("method", self.cfg.optim.method)):
+            if attrs[key] != mine:
+                raise CheckpointError(f"{path} was written by a {key}={attrs[key]!r} run, not {mine!r}")
+        restore_replica(path, self.comm.rank, self.model, self.opt, self.sampler)
+        p.load_json(attrs["loop"])
+        if self.is_root:
+            self.history = self.metrics.truncate_after(p.step)
+        self.say(f"resumed from {path} at step {p.step} (sync {p.syncs})")
+
+    def _progress(self, total: int, initial: int = 0):
         if not (self.is_root and self.cfg.train.progress and sys.stderr.isatty()):
             return None
         from tqdm import tqdm
 
-        return tqdm(total=total, unit="step", desc="replica 0", dynamic_ncols=True, leave=False)
+        return tqdm(total=total, initial=initial, unit="step", desc="replica 0",
+                    dynamic_ncols=True, leave=False)
+
+
+class StopRequested(Exception):
+    """A signal or the wall-time budget stopped the run after writing ``path``."""
+
+    def __init__(self, reason: str, path: Path) -> None:
+        super().__init__(f"{reason}: checkpoint {path} written")
+        self.reason, self.path = reason, path
+
+
+class NonFiniteError(RuntimeError):
+    """A replica's weights became NaN/Inf (raised on every rank at the same sync)."""
+
+
+@dataclass
+class Progress:
+    """Loop counters, saved in every checkpoint so a resumed run continues its clocks."""
+
+    step: int = 0
+    syncs: int = 0
+    train_wall: float = 0.0
+    comm_s: float = 0.0
+    compute_s: float = 0.0
+    last_train_error: float = math.nan
+    elapsed_before: float = 0.0
+
+    def to_json(self, elapsed: float) -> str:
+        d = dataclasses.asdict(self)
+        d["elapsed_before"] = self.elapsed_before + elapsed
+        return json.dumps(d)
+
+    def load_json(self, text: str) -> None:
+        for key, value in json.loads(text).items():
+            setattr(self, key, value)
+
+
+@dataclass
+class _Window:
+    """Sums over the minibatches since the last logged sync."""
+
+    loss: float = 0.0
+    err: float = 0.0
+    n: int = 0
+    comm: float = 0.0
+    wall: float = 0.0
+
+    def add(self, loss: float, err: float) -> None:
+        self.loss += loss
+        self.err += err
+        self.n += 1
+
+
+class _StopFlag:
+    """Signal handlers that only record the signal; the loop acts at the next sync."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.name: str | None = None
+        self._previous = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in names:
+            sig = getattr(signal, name)
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.name = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def summary_table(summary: dict[str, Any], history: list[dict[str, Any]]) -> str:

@@ -17,6 +17,19 @@ class MetricsWriter:
         self.path = path
         self._fh = open(path, "a", buffering=1) if enabled else None  # line-buffered
 
+    def truncate_after(self, step: int) -> list[dict[str, Any]]:
+        """Drop records past ``step`` (a resumed run rewrites them); return the kept
+        validation records."""
+        if self._fh is None:
+            return []
+        self._fh.close()
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.path)
+        self._fh = open(self.path, "a", buffering=1)
+        return [r for r in kept if r.get("type") == "val"]
+
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is not None:
             self._fh.write(json.dumps(record, sort_keys=False) + "\n")
