@@ -16,6 +16,7 @@ class LeNet(nn.Module):
 
     default_dropout = 0.25
     default_weight_decay = 0.0
+    input_shape = (1, 28, 28)
 
     def __init__(self, num_classes: int = 10, dropout: float = default_dropout) -> None:
         super().__init__()
