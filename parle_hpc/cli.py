@@ -81,6 +81,7 @@ def train_main(argv: list[str] | None = None) -> int:
 def _run(cfg, resume: str | None = None) -> int:
     from .comm import create, discover
     from .checkpoint import CheckpointError
+    from .data import DatasetMissing, DatasetUnreadable
     from .train.loop import (EXIT_NONFINITE, EXIT_REQUEUE, NonFiniteError, StopRequested, Trainer,
                              select_device, set_threads, summary_table)
 
@@ -120,9 +121,13 @@ def _run(cfg, resume: str | None = None) -> int:
         rc = EXIT_NONFINITE if isinstance(exc, NonFiniteError) else 1
         if comm is None or comm.rank == 0:
             print(f"parle-train: {exc}", file=sys.stderr, flush=True)
-    except Exception:
+    except Exception as exc:
         rank = comm.rank if comm is not None else env.rank
-        logging.getLogger("parle_hpc").exception("rank %d failed", rank)
+        if isinstance(exc, (DatasetMissing, DatasetUnreadable)):  # the message says what to do
+            if rank == 0:
+                print(f"parle-train: {exc}", file=sys.stderr, flush=True)
+        else:
+            logging.getLogger("parle_hpc").exception("rank %d failed", rank)
         if comm is not None and comm.size > 1:
             comm.abort(1)  # never leave the other ranks blocked in a collective
     finally:

@@ -104,6 +104,8 @@ class OptimConfig:
     """Nesterov momentum (the paper's setting)."""
     weight_decay: float | None = None
     """Weight decay; null keeps the model's paper default."""
+    grad_clip: float = 0.0
+    """Clip each minibatch gradient to this global L2 norm (0: off, the paper's setting)."""
 
     def validate(self, key: str = "optim") -> None:
         from .optim.schedules import validate_lr_schedule
@@ -116,6 +118,8 @@ class OptimConfig:
             _fail(f"{key}.inner_lr", f"must be > 0, got {self.inner_lr}")
         if not 0 <= self.momentum < 1:
             _fail(f"{key}.momentum", f"must be in [0, 1), got {self.momentum}")
+        if self.grad_clip < 0:
+            _fail(f"{key}.grad_clip", f"must be >= 0, got {self.grad_clip}")
         if self.weight_decay is not None and self.weight_decay < 0:
             _fail(f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
         if self.lr_schedule is not None:
@@ -190,6 +194,12 @@ class TrainConfig:
     """Write a metrics line every this many syncs."""
     progress: bool = True
     """Progress bar on rank 0 (when stderr is a terminal; plain lines otherwise)."""
+    eval_replicas: bool = False
+    """Also evaluate every replica's own weights each evaluation (n times the work)."""
+    bf16: bool = False
+    """bfloat16 autocast for forward passes on GPU (weights and the optimizer stay fp32)."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars to RUN_DIR/tensorboard (needs the tensorboard package)."""
 
     def validate(self, key: str = "train") -> None:
         for name in ("epochs", "eval_every", "log_every"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -82,7 +83,12 @@ class Trainer:
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         comm.barrier()
 
-        self.data = load_dataset(cfg.data.name, cfg.data.root, cfg.data.download)
+        if cfg.data.download and comm.size > 1:
+            # One rank stages the files, the others read them once they are there.
+            if comm.rank == 0:
+                load_dataset(cfg.data.name, cfg.data.root, True)
+            comm.barrier()
+        self.data = load_dataset(cfg.data.name, cfg.data.root, cfg.data.download and comm.rank == 0)
         seed = cfg.train.seed + (comm.rank if cfg.parle.init == "independent" else 0)
         torch.manual_seed(seed)
         self.model = build(cfg.model.name, self.data.num_classes, cfg.model.dropout).to(device)
@@ -117,6 +123,7 @@ class Trainer:
         self.metrics = MetricsWriter(self.out_dir / "metrics.jsonl", self.is_root)
         self.history: list[dict[str, Any]] = []
         self._reference_step = -1
+        self._tb = None
         self._started = time.perf_counter()
 
     def _parle(self, cfg: RunConfig, wd: float) -> Parle:
@@ -188,16 +195,21 @@ class Trainer:
                 self.model.train()
                 t0 = time.perf_counter()
                 c0 = comm.stats.total_seconds
-                idx = next(self.sampler)[self._share]
+                idx = next(self.sampler)
                 x = self.data.train.images[idx]
                 if self.data.augment is not None:
+                    # dp-sgd: augment the global batch, then take this rank's share, so the
+                    # ranks together compute exactly what one process would on the whole batch
                     x = self.data.augment(x, self.sampler.generator)
-                x = x.to(self.device, non_blocking=True)
-                y = self.data.train.labels[idx].to(self.device, non_blocking=True)
-                out = self.model(x)
-                loss = F.cross_entropy(out, y)
+                x = x[self._share].to(self.device, non_blocking=True)
+                y = self.data.train.labels[idx[self._share]].to(self.device, non_blocking=True)
+                with self._autocast():
+                    out = self.model(x)
+                    loss = F.cross_entropy(out, y)
                 opt.zero_grad()
                 loss.backward()
+                if cfg.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
                 opt.step()
                 p.step += 1
                 window.add(float(loss.detach()), float((out.argmax(1) != y).float().mean()) * 100.0)
@@ -223,6 +235,8 @@ class Trainer:
                 if p.step % spe == 0 or ended:
                     self._end_of_epoch(p, epoch, lr, last=p.step >= total, bar=bar)
         finally:
+            if self._tb is not None:
+                self._tb.close()
             stop_signal.restore()
             if bar is not None:
                 bar.close()
@@ -263,12 +277,14 @@ class Trainer:
         gamma, rho = opt.couplings()
         (loss_m, loss_s), (err_m, err_s), (dist_m, _) = spread(
             self.comm, [w.loss / max(w.n, 1), w.err / max(w.n, 1), opt.distance_to_reference()])
-        self.metrics.write({
+        record = {
             "type": "sync", "sync": p.syncs, "step": p.step, "outer_step": opt.outer_step,
             "epoch": p.step / self.steps_per_epoch, "wall_s": p.train_wall,
             "compute_s": p.compute_s, "comm_s": p.comm_s, "lr": lr, "gamma": gamma, "rho": rho,
             "train_loss": loss_m, "train_loss_std": loss_s, "train_error": err_m,
-            "train_error_std": err_s, "dist_to_ref": dist_m})
+            "train_error_std": err_s, "dist_to_ref": dist_m}
+        self.metrics.write(record)
+        self.tensorboard("sync", record, p.step)
         p.last_train_error = err_m
         if bar is not None:
             bar.set_postfix(loss=f"{loss_m:.3f}", err=f"{err_m:.1f}%", refresh=False)
@@ -281,7 +297,10 @@ class Trainer:
                    "elapsed_s": p.elapsed_before + time.perf_counter() - self._started, "lr": lr,
                    "val_loss": val["loss"], "val_error": val["error"],
                    "train_error": p.last_train_error}
+            if cfg.train.eval_replicas:
+                row["replica_val_error"] = self.evaluate_replicas()
             self.metrics.write(row)
+            self.tensorboard("val", row, p.step)
             self.history.append(row)
             line = (f"epoch {epoch + 1:>3}/{cfg.train.epochs}  lr {lr:<7g} train err "
                     f"{p.last_train_error:6.2f}%  reference val err {val['error']:6.2f}%  "
@@ -296,6 +315,39 @@ class Trainer:
             except CheckpointError as exc:  # e.g. a full disk: warn, keep training
                 if self.is_root:
                     log.warning("%s", exc)
+
+    def evaluate_replicas(self) -> list[float]:
+        """Validation error (%) of every replica's own weights and BN statistics, in rank
+        order (each rank evaluates its replica on the whole validation set)."""
+        from ..comm import Single
+
+        mine = evaluate(self.model, self.data.val, Single(), self.cfg.data.eval_batch_size,
+                        self.device)["error"]
+        errors = torch.zeros(self.comm.size, dtype=torch.float64)
+        errors[self.comm.rank] = mine
+        self.comm.allreduce_sum_(errors)
+        return errors.tolist()
+
+    def _autocast(self):
+        if self.cfg.train.bf16 and self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def tensorboard(self, kind: str, record: dict[str, Any], step: int) -> None:
+        """Mirror a metrics record to TensorBoard (rank 0, when train.tensorboard is on)."""
+        if not (self.cfg.train.tensorboard and self.is_root):
+            return
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise RuntimeError("train.tensorboard=true needs the tensorboard package "
+                                   "(pip install tensorboard)") from exc
+            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+        for key, value in record.items():
+            if key not in ("type", "step") and isinstance(value, (int, float)) and math.isfinite(value):
+                self._tb.add_scalar(f"{kind}/{key}", value, step)
+        self._tb.flush()
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, p: Progress) -> Path:

@@ -40,7 +40,7 @@ def test_demo_config_under_mpirun_reaches_below_10_percent(tmp_path):
                   timeout=600)
     assert res.returncode == 0, res.stdout[-4000:]
     val = _check_run_dir(out, 3, 3)
-    assert val[-1]["val_error"] < 10.0
+    assert val[-1]["val_error"] < 5.0  # issue 2 asks < 10%, the training-pipeline issue < 5%
     assert "reference val error" in res.stdout and "backend mpi" in res.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["replicas"] == 3 and summary["final_val_error"] == val[-1]["val_error"]
@@ -49,10 +49,12 @@ def test_demo_config_under_mpirun_reaches_below_10_percent(tmp_path):
 def test_local_launcher_runs_and_parle_plot_draws_two_runs(tmp_path):
     out = tmp_path / "nproc"
     res = run_job(TRAIN + ["--nproc", "2", "--config", "configs/demo.yaml", f"out_dir={out}",
-                           "train.epochs=1", "name=nproc2"], timeout=300)
+                           "train.epochs=1", "name=nproc2", "train.eval_replicas=true",
+                           "optim.grad_clip=5.0"], timeout=300)
     assert res.returncode == 0, res.stdout[-4000:]
     assert "backend torch" in res.stdout
-    _check_run_dir(out, 2, 1)
+    val = _check_run_dir(out, 2, 1)
+    assert len(val[-1]["replica_val_error"]) == 2
     sgd = tmp_path / "sgd"
     res = run_job(TRAIN + ["--config", "configs/demo.yaml", f"out_dir={sgd}", "optim.method=sgd",
                            "parle.L=null", "train.epochs=1", "name=sgd"], timeout=300)
