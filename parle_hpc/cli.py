@@ -14,7 +14,8 @@ launchers:
   parle-train --nproc 3 --config C.yaml            3 local ranks over torch.distributed
   mpirun -np 3 parle-train --config C.yaml         3 ranks under MPI (backend auto: mpi4py on
                                                    CPU, Horovod/NCCL on GPU when built)
-  horovodrun -np 3 parle-train --config C.yaml     Horovod (add --gloo for its gloo controller)
+  horovodrun -np 3 parle-train --config C.yaml     Horovod (on CPU add dist.backend=horovod;
+                                                   --gloo: its gloo controller, picked by auto)
   srun parle-train --config C.yaml                 inside a SLURM allocation
   torchrun --nproc_per_node 3 -m parle_hpc.train --config C.yaml
 
@@ -29,7 +30,7 @@ exit codes: 0 done, 1 error, 2 bad configuration or arguments, 3 a replica diver
 
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="parle-train", description="Train with Parle (or SGD / Entropy-SGD / Elastic-SGD).",
+        prog="parle-train", description="Train with Parle (or SGD, Entropy-SGD, Elastic-SGD, data-parallel SGD).",
         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", "-c", help="YAML run configuration (default: built-in defaults)")
     p.add_argument("--nproc", type=int, default=None,
