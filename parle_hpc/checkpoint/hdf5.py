@@ -90,9 +90,9 @@ def save_checkpoint(path: str | Path, *, comm, replica: ReplicaState,
         error = f"{type(exc).__name__}: {exc}"
     if comm.rank == 0 and error is None:
         try:
-            _fsync_file(tmp)
+            _fsync(tmp)
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            _fsync(path.parent)
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
     if comm.rank == 0 and error is not None:
@@ -270,16 +270,9 @@ def _unpack(template: dict[str, np.ndarray], f: torch.Tensor, i: torch.Tensor) -
     return out
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """fsync a file, or a directory (so that a rename in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
