@@ -46,7 +46,7 @@ def _train_parser() -> argparse.ArgumentParser:
 
 def train_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _train_parser().parse_args(argv)
+    args = _train_parser().parse_intermixed_args(argv)  # options may follow overrides
     from .config import ConfigError, load_config
 
     try:

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,12 +150,11 @@ def _write_root(fh: h5py.File, meta: dict[str, Any], n_replicas: int) -> None:
     versions = {"parle_hpc": __version__, "torch": torch.__version__, "h5py": h5py.__version__,
                 "hdf5": h5py.version.hdf5_version, "python": platform.python_version(),
                 "numpy": np.__version__}
-    try:
-        from mpi4py import MPI
-
-        versions["mpi"] = MPI.Get_library_version().splitlines()[0].strip().rstrip("\x00")
-    except Exception:  # noqa: BLE001 - no MPI is fine; the version is informative only
-        pass
+    # Only when MPI is already up: importing mpi4py.MPI here would start MPI on rank 0
+    # alone (a hang under srun --mpi=pmix, an abort under srun without PMI).
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        versions["mpi"] = mpi.Get_library_version().splitlines()[0].strip().rstrip("\x00")
     fh.attrs["versions"] = json.dumps(versions, sort_keys=True)
 
 

@@ -71,15 +71,17 @@ def discover(env: Mapping[str, str] | None = None) -> DistEnv:
     rank, size = _int(env, "SLURM_PROCID"), _int(env, "SLURM_STEP_NUM_TASKS")
     if rank is not None and size is not None:
         local_rank = _int(env, "SLURM_LOCALID") or 0
-        tasks_per_node = env.get("SLURM_STEP_TASKS_PER_NODE", "")
-        local_size = _slurm_tasks_on_first_node(tasks_per_node) or size
+        per_node = _slurm_tasks_per_node(env.get("SLURM_STEP_TASKS_PER_NODE", ""))
+        node = _int(env, "SLURM_NODEID") or 0  # this task's node within the step
+        local_size = per_node[node] if node < len(per_node) else size
         return DistEnv(rank, size, local_rank, max(local_size, local_rank + 1), "slurm")
     return DistEnv()
 
 
-def _slurm_tasks_on_first_node(spec: str) -> int | None:
-    """``"4(x2),3"`` -> 4: SLURM's compressed tasks-per-node list (first node's count)."""
-    if not spec:
-        return None
-    first = spec.split(",")[0]
-    return int(first.split("(")[0])
+def _slurm_tasks_per_node(spec: str) -> list[int]:
+    """``"4(x2),3"`` -> ``[4, 4, 3]``: SLURM's compressed tasks-per-node list, expanded."""
+    counts: list[int] = []
+    for item in filter(None, spec.split(",")):
+        count, _, repeat = item.partition("(x")
+        counts += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
+    return counts

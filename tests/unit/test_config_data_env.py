@@ -85,6 +85,8 @@ def test_frac_shards_are_contiguous_in_a_fixed_shuffle():
       "OMPI_COMM_WORLD_LOCAL_SIZE": "2"}, (1, 4, 1, 2, "mpi")),
     ({"SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1",
       "SLURM_STEP_TASKS_PER_NODE": "4(x2)", "SLURM_NTASKS": "8"}, (5, 8, 1, 4, "slurm")),
+    ({"SLURM_PROCID": "6", "SLURM_STEP_NUM_TASKS": "11", "SLURM_LOCALID": "2", "SLURM_NODEID": "2",
+      "SLURM_STEP_TASKS_PER_NODE": "4(x2),3"}, (6, 11, 2, 3, "slurm")),  # uneven nodes
     ({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}, (0, 1, 0, 1, "none")),  # inside sbatch, not srun
 ])
 def test_discover(env, expected):
