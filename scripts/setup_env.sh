@@ -15,7 +15,9 @@ VENV=${VENV:-.venv}
 say() { echo "[setup] $*"; }
 
 # ---------------------------------------------------------------- 1. system packages
-APT_PACKAGES=(openmpi-bin libopenmpi-dev libhdf5-openmpi-dev pkg-config)
+# slurmctld slurmd slurm-client munge: the one-node SLURM cluster tests/slurm starts
+APT_PACKAGES=(openmpi-bin libopenmpi-dev libhdf5-openmpi-dev pkg-config
+              slurmctld slurmd slurm-client munge)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for pkg in "${APT_PACKAGES[@]}"; do
