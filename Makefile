@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NPROC  ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: setup horovod h5py-mpi demo test unit clean help
+.PHONY: setup horovod h5py-mpi demo test unit clean help bench bench-quick
 
 help:
 	@echo "make demo | make test | make unit | make horovod | make h5py-mpi | make clean"
@@ -35,3 +35,12 @@ unit: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Benchmarks -> docs/benchmarks.md (full mode, with Horovod and parallel h5py built). QUICK=1,
+# or bench-quick, is the CI smoke mode: every benchmark at tiny sizes in under 2 minutes,
+# results in benchmarks/results/quick/ only (docs/ untouched).
+bench: setup $(if $(QUICK),,horovod h5py-mpi)
+	$(PY) -m benchmarks $(if $(QUICK),--quick)
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick
