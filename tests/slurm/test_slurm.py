@@ -133,15 +133,15 @@ def test_cluster_runs_three_ranks(cluster):
 
 
 # ---------------------------------------------------------------------- discovery
-PROBE = ("import json, os; from parle_hpc.comm import discover; e = discover(); "
-         "print('DISCOVER', json.dumps([e.rank, e.size, e.local_rank, e.local_size, e.launcher, "
-         "os.environ.get('CUDA_VISIBLE_DEVICES')]), flush=True)")
+# One write per rank (ranks share the output pipe; unbuffered print writes each piece apart).
+PROBE = ("import json, os, sys; from parle_hpc.comm import discover; e = discover(); "
+         "sys.stdout.write('DISCOVER ' + json.dumps([e.rank, e.size, e.local_rank, e.local_size, "
+         "e.launcher, os.environ.get('CUDA_VISIBLE_DEVICES')]) + chr(10)); sys.stdout.flush()")
 
 
 def _probe(res) -> list[list]:
     assert res.returncode == 0, res.stdout[-3000:]
-    rows = [json.loads(line.split(" ", 1)[1]) for line in res.stdout.splitlines()
-            if line.startswith("DISCOVER ")]
+    rows = [json.loads(m) for m in re.findall(r"DISCOVER (\[[^\]]*\])", res.stdout)]
     assert len(rows) == NP, res.stdout[-3000:]
     return sorted(rows)
 
