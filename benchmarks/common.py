@@ -120,12 +120,13 @@ def mpirun_cmd(n: int) -> list[str]:
 
 
 def run_cmd(cmd: Sequence[str], timeout: float, log: Callable[[str], None] | None = None,
-            env: Mapping[str, str] | None = None) -> str:
+            env: Mapping[str, str] | None = None, unset: Sequence[str] = ()) -> str:
     """Run ``cmd`` to the end and return its output; kill its whole process group at
-    ``timeout`` (a hung collective must not hang the benchmark) and raise on failure."""
+    ``timeout`` (a hung collective must not hang the benchmark) and raise on failure.
+    ``env`` adds to this process's environment, ``unset`` removes variables from it."""
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     # A benchmark's job must not inherit the launcher variables of an outer job.
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", *unset):
         full_env.pop(key, None)
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), full_env.get("PYTHONPATH")) if p)
     if log:

@@ -159,12 +159,12 @@ def checkpoint(result: dict[str, Any], path: Path) -> Path:
 def overlap(result: dict[str, Any], path: Path) -> Path:
     rows = result["rows"]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    series = {kind: [next(r["seconds"]["median"] for r in rows if r["model"] == m and r["pair"] == kind)
-                     for m in models] for kind in ("independent", "permuted")}
+    by = {(r["setting"], r["model"], r["pair"]): r["seconds"]["median"] for r in rows}
+    fig, ax = plt.subplots(figsize=(8, 4.4), constrained_layout=True)
+    series = {f"{pair}, {setting}": [by.get((setting, m, pair)) for m in models]
+              for pair in ("independent", "permuted") for setting in ("default", "1 thread")}
     _bars(ax, [f"{m}\nP = {next(r['P'] for r in rows if r['model'] == m):,}" for m in models],
-          {"independent pair": series["independent"], "permuted copy + 1% noise": series["permuted"]},
-          log=True, ylabel="seconds per pair (median)")
-    ax.legend(fontsize="small")
+          series, log=True, ylabel="seconds per pair (median)")
+    ax.legend(fontsize="small", title="pair, threads", title_fontsize="small")
     ax.set_title("Permutation alignment (parle_hpc.analysis.overlap.align)")
     return _save(fig, path)

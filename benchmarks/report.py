@@ -459,7 +459,9 @@ def _overlap(r: dict[str, Any], report: Path, img: Path) -> str:
     if r.get("skipped"):
         return f"## 6. Overlap analysis time\n\nSkipped: {r['skipped']}\n"
     png = plots.overlap(r, img / "bench-overlap.png")
-    indep = {row["model"]: row for row in r["rows"] if row["pair"] == "independent"}
+    by = {(row["setting"], row["model"], row["pair"]): row for row in r["rows"]}
+    indep = {row["model"]: row for row in r["rows"]
+             if row["pair"] == "independent" and row["setting"] == "1 thread"}
     slowest = max(indep.values(), key=lambda row: row["seconds"]["median"])
     largest = max(indep.values(), key=lambda row: row["P"])
     if slowest is largest:
@@ -472,26 +474,43 @@ def _overlap(r: dict[str, Any], report: Path, img: Path) -> str:
                    "assignment is cubic in the number of units) and the number of sweeps, not "
                    "the parameter count; a WRN's residual blocks tie the permutations of many "
                    "layers into a few groups")
-    rows = [[row["model"], f"{row['P']:,}", row["pair"], _s(row["seconds"]["median"]),
-             str(row["sweeps"]), f"{row['overlap']:.3f}", f"{row['unaligned']:.3f}",
-             _s(row["heatmap_seconds"])] for row in r["rows"]]
+    rows = []
+    for (setting, model, pair), one in by.items():
+        if setting != "1 thread":
+            continue
+        default = by[("default", model, pair)]
+        rows.append([model, f"{one['P']:,}", pair, _s(default["seconds"]["median"]),
+                     _s(one["seconds"]["median"]),
+                     _x(default["seconds"]["median"] / one["seconds"]["median"], 1),
+                     str(one["sweeps"]), f"{one['overlap']:.3f}", f"{one['unaligned']:.3f}",
+                     _s(one["heatmap_seconds"])])
+    worst = max(by["default", m, p]["seconds"]["median"] / row["seconds"]["median"]
+                for (setting, m, p), row in by.items() if setting == "1 thread")
     return f"""## 6. Overlap analysis time
 
 `parle_hpc.analysis.overlap.align` (permutation alignment by coordinate descent over the hidden
-layers, each step a `scipy.optimize.linear_sum_assignment`) on two kinds of pair, interleaved,
-median of {r['reps']}: two **independently initialised** networks (seeds 0 and 1: the pair the
-null baseline aligns, with no planted solution) and a network with a **randomly permuted
-copy** of itself plus 1% noise (the alignment must find the permutation; overlap ~1). Trained
-networks lie in between. The paper's Figure 1 heat map of six networks is 15 pairs.
+layers, each step a `scipy.optimize.linear_sum_assignment`) on two kinds of pair: two
+**independently initialised** networks (seeds 0 and 1: the pair the null baseline aligns, with
+no planted solution) and a network with a **randomly permuted copy** of itself plus 1% noise
+(the alignment must find the permutation; overlap ~1). Trained networks lie in between. The
+paper's Figure 1 heat map of six networks is 15 pairs.
 
-{_table(["model", "parameters", "pair", "seconds per pair", "sweeps", "aligned overlap",
-         "unaligned", "15 pairs (x median)"], rows)}
+The thread count of NumPy's BLAS and of torch is fixed when they are imported, so
+`benchmarks/overlap_worker.py` runs in its own process per setting: **default** (a thread
+per core, what a user gets) and **1 thread** (`OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1`),
+the two processes alternated, median of {r['reps']} each.
+
+{_table(["model", "parameters", "pair", "default threads", "1 thread", "default / 1 thread",
+         "sweeps", "aligned overlap", "unaligned", "15 pairs, 1 thread"], rows)}
 
 {_img(report, png, "overlap analysis time")}
 
 What it means: {scaling}. A planted permutation is found in fewer sweeps than a pair with no
-common structure. The analysis runs offline from checkpoints (NumPy/SciPy on this shared
-machine), so a six-network heat map costs the last column: seconds to minutes.
+common structure. With the libraries' default threads the same alignment took up to
+{worst:.1f}x longer than with one: on two cores that other users keep busy, a BLAS call split
+over two threads waits for the slower one, and how long varies with everyone else's load. Run the
+analysis with `OMP_NUM_THREADS=1` on a shared machine. It runs offline from checkpoints, so a
+six-network heat map costs the last column.
 """
 
 
