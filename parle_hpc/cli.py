@@ -83,9 +83,12 @@ def _run(cfg, resume: str | None = None) -> int:
     from .comm import create, discover
     from .checkpoint import CheckpointError
     from .data import DatasetMissing, DatasetUnreadable
-    from .train.loop import (EXIT_NONFINITE, EXIT_REQUEUE, NonFiniteError, StopRequested, Trainer,
-                             select_device, set_threads, summary_table)
+    from .train.loop import (EXIT_NONFINITE, EXIT_REQUEUE, NonFiniteError, StopFlag, StopRequested,
+                             Trainer, select_device, set_threads, summary_table)
 
+    # Catch the stop signals from the start: a preemption notice that arrives while the
+    # data loads or the ranks rendezvous is acted on at the first sync, not lost.
+    stop_flag = StopFlag(cfg.checkpoint.signals)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     env = discover()
     comm = None
@@ -101,7 +104,7 @@ def _run(cfg, resume: str | None = None) -> int:
                   f"({getattr(comm, 'selected_because', 'asked for')})"
                   + (f", {threads} CPU thread(s) per rank" if threads else ""), flush=True)
         trainer = Trainer(cfg, comm, device)
-        summary = trainer.fit(resume)
+        summary = trainer.fit(resume, stop_flag)
         if comm.rank == 0:
             from .analysis.plots import plot_runs
 
@@ -132,6 +135,7 @@ def _run(cfg, resume: str | None = None) -> int:
         if comm is not None and comm.size > 1:
             comm.abort(1)  # never leave the other ranks blocked in a collective
     finally:
+        stop_flag.restore()
         if comm is not None:
             comm.close()
             if comm.name == "torch":

@@ -167,11 +167,14 @@ class Trainer:
                         self.device)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: str | None = None) -> dict[str, Any]:
+    def fit(self, resume: str | None = None, stop_flag: StopFlag | None = None) -> dict[str, Any]:
         """Train to the end (or to a stop request). ``resume``: ``auto`` or a checkpoint path.
 
         Raises :class:`StopRequested` after checkpointing on a signal or the wall-time
         budget, and :class:`NonFiniteError` when a replica diverges; both on every rank.
+        ``stop_flag``: handlers the caller installed earlier (``parle-train`` does so at
+        start-up, so a signal during data loading or rendezvous is not lost); by default
+        ``fit`` installs its own for ``checkpoint.signals`` and restores the old ones.
         """
         cfg, comm, opt = self.cfg, self.comm, self.opt
         E, spe = cfg.train.epochs, self.steps_per_epoch
@@ -186,7 +189,8 @@ class Trainer:
         window = _Window()
         bar = self._progress(total, p.step)
         self._started = time.perf_counter()
-        stop_signal = _StopFlag(cfg.checkpoint.signals)
+        own_flag = stop_flag is None
+        stop_signal = StopFlag(cfg.checkpoint.signals) if own_flag else stop_flag
         try:
             while p.step < total:
                 epoch = p.step // spe
@@ -215,20 +219,24 @@ class Trainer:
                 window.add(float(loss.detach()), float((out.argmax(1) != y).float().mean()) * 100.0)
                 if bar is not None:
                     bar.update(1)
+                stop_reason = None
                 if opt.synced:
                     p.syncs += 1
                     stop_reason = self._control(stop_signal, p)  # one small collective
-                    window.comm += comm.stats.total_seconds - c0
-                    window.wall += time.perf_counter() - t0
+                # Clocks advance every minibatch (not only at logged syncs), so validation
+                # rows and checkpoints carry the wall-clock up to this step.
+                step_comm = comm.stats.total_seconds - c0
+                step_wall = time.perf_counter() - t0
+                p.train_wall += step_wall
+                p.comm_s += step_comm
+                p.compute_s += step_wall - step_comm
+                if opt.synced:
                     if p.syncs % cfg.train.log_every == 0:
                         self._log_sync(p, window, lr, bar)
                         window = _Window()
                     if stop_reason is not None:
                         path = self.checkpoint(p)
                         raise StopRequested(stop_reason, path)
-                else:
-                    window.comm += comm.stats.total_seconds - c0
-                    window.wall += time.perf_counter() - t0
                 ended = bool(cfg.train.max_syncs) and p.syncs >= cfg.train.max_syncs
                 if ended:
                     total = p.step  # max_syncs: this step is the last one
@@ -237,7 +245,8 @@ class Trainer:
         finally:
             if self._tb is not None:
                 self._tb.close()
-            stop_signal.restore()
+            if own_flag:
+                stop_signal.restore()
             if bar is not None:
                 bar.close()
             self.metrics.close()
@@ -247,7 +256,7 @@ class Trainer:
                 "elapsed_s": time.perf_counter() - self._started, "replicas": comm.size,
                 "syncs": p.syncs, "steps": p.step, "out_dir": str(self.out_dir)}
 
-    def _control(self, stop_signal: _StopFlag, p: Progress) -> str | None:
+    def _control(self, stop_signal: StopFlag, p: Progress) -> str | None:
         """Agree at a sync on stop requests and non-finite replicas (one allreduce)."""
         n = self.comm.size
         flags = torch.zeros(n + 1, dtype=torch.float64)
@@ -271,9 +280,6 @@ class Trainer:
 
     def _log_sync(self, p: Progress, w: _Window, lr: float, bar) -> None:
         opt = self.opt
-        p.train_wall += w.wall
-        p.comm_s += w.comm
-        p.compute_s += w.wall - w.comm
         gamma, rho = opt.couplings()
         (loss_m, loss_s), (err_m, err_s), (dist_m, _) = spread(
             self.comm, [w.loss / max(w.n, 1), w.err / max(w.n, 1), opt.distance_to_reference()])
@@ -451,8 +457,6 @@ class _Window:
     loss: float = 0.0
     err: float = 0.0
     n: int = 0
-    comm: float = 0.0
-    wall: float = 0.0
 
     def add(self, loss: float, err: float) -> None:
         self.loss += loss
@@ -460,7 +464,7 @@ class _Window:
         self.n += 1
 
 
-class _StopFlag:
+class StopFlag:
     """Signal handlers that only record the signal; the loop acts at the next sync."""
 
     def __init__(self, names: list[str]) -> None:

@@ -21,6 +21,15 @@ def _check_run_dir(run_dir, n, epochs):
     assert [r["epoch"] for r in val] == list(range(1, epochs + 1))
     assert syncs and all(r["comm_s"] >= 0 and r["compute_s"] > 0 for r in syncs)
     assert {"gamma", "rho", "train_loss_std", "dist_to_ref", "wall_s"} <= syncs[-1].keys()
+    # The wall-clock of a validation row covers every minibatch before it, logged or not.
+    walls = [r["wall_s"] for r in val]
+    assert walls == sorted(walls) and walls[0] > 0
+    for row in val:
+        before = [r for r in syncs if r["step"] <= row["step"]]
+        if before and before[-1]["step"] < row["step"]:  # minibatches after the last logged sync
+            assert row["wall_s"] > before[-1]["wall_s"]
+        elif before:
+            assert row["wall_s"] == pytest.approx(before[-1]["wall_s"])
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     with h5py.File(run_dir / "checkpoints" / latest, "r") as fh:
         assert fh.attrs["format"] == "parle-hpc-checkpoint"
@@ -50,7 +59,7 @@ def test_local_launcher_runs_and_parle_plot_draws_two_runs(tmp_path):
     out = tmp_path / "nproc"
     res = run_job(TRAIN + ["--nproc", "2", "--config", "configs/demo.yaml", f"out_dir={out}",
                            "train.epochs=1", "name=nproc2", "train.eval_replicas=true",
-                           "optim.grad_clip=5.0"], timeout=300)
+                           "optim.grad_clip=5.0", "train.log_every=4"], timeout=300)
     assert res.returncode == 0, res.stdout[-4000:]
     assert "backend torch" in res.stdout
     val = _check_run_dir(out, 2, 1)
