@@ -202,8 +202,8 @@ class Parle(torch.optim.Optimizer):
         g = self._coupled_gradient(y, self._buffers["anchor"], gamma, group)
         self._momentum(g, self._buffers["inner_momentum"], group)
         y.add_(g, alpha=-group["inner_lr"])
-        z = self._buffers["average"]
-        z.mul_(group["alpha"]).add_(y, alpha=1.0 - group["alpha"])
+        # z = alpha z + (1 - alpha) y, as one pass: z + (1 - alpha) (y - z)
+        self._buffers["average"].lerp_(y, 1.0 - group["alpha"])
         self._inner_step += 1
 
     def _outer_update(self, group: dict[str, Any]) -> None:
@@ -225,13 +225,18 @@ class Parle(torch.optim.Optimizer):
 
     def _coupled_gradient(self, point: torch.Tensor, centre: torch.Tensor, coupling: float,
                           group: dict[str, Any]) -> torch.Tensor:
-        """``grad + wd * point + coupling * (point - centre)`` in the work buffer."""
+        """``grad + wd * point + coupling * (point - centre)`` in the work buffer.
+
+        Computed as ``grad + (wd + coupling) point - coupling centre``: two passes over
+        memory and no temporary (the step is memory-bound)."""
         g = self._work
-        g.copy_(self._flat_grad)
-        if group["weight_decay"]:
-            g.add_(point, alpha=group["weight_decay"])
+        scale = group["weight_decay"] + coupling
+        if scale:
+            torch.add(self._flat_grad, point, alpha=scale, out=g)
+        else:
+            g.copy_(self._flat_grad)
         if coupling:
-            g.add_(point - centre, alpha=coupling)
+            g.sub_(centre, alpha=coupling)
         return g
 
     def _finish_outer_step(self, g: torch.Tensor, group: dict[str, Any]) -> None:
