@@ -42,13 +42,19 @@ def select_device(name: str, local_rank: int, local_size: int = 1,
     """``auto``: GPU ``local_rank`` when GPUs exist, else CPU.
 
     More ranks on a node than GPUs is an error (usually a launcher mistake) unless
-    ``oversubscribe`` is set; then rank ``r`` shares GPU ``r % count``.
+    ``oversubscribe`` is set; then rank ``r`` shares GPU ``r % count``. Under
+    ``srun --gpus-per-task=G`` (``SLURM_GPUS_PER_TASK``) SLURM binds each task to its own
+    GPUs, so a rank that sees no more than ``G`` GPUs takes the first of them.
     """
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but no GPU is visible (check CUDA_VISIBLE_DEVICES)")
     count = torch.cuda.device_count()
+    per_task = _slurm_gpus_per_task()
+    if per_task and count <= per_task:  # this task's own GPU(s), bound by SLURM
+        torch.cuda.set_device(0)
+        return torch.device("cuda", 0)
     if max(local_rank + 1, local_size) > count and not oversubscribe:
         raise RuntimeError(f"{local_size} ranks on this node but only {count} GPU(s) visible: "
                            "start one rank per GPU, set train.gpu_oversubscribe=true to share "
@@ -56,6 +62,12 @@ def select_device(name: str, local_rank: int, local_size: int = 1,
     index = local_rank % count
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
+
+
+def _slurm_gpus_per_task() -> int:
+    """``G`` of ``--gpus-per-task=[type:]G`` from the step's environment, else 0."""
+    value = os.environ.get("SLURM_GPUS_PER_TASK", "").rsplit(":", 1)[-1]
+    return int(value) if value.isdigit() else 0
 
 
 def set_threads(threads: int, local_size: int) -> int:
