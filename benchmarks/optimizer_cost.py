@@ -42,7 +42,8 @@ BYTES = 4         # float32
 # "implemented": one read per input and one write per output of every tensor kernel the
 # code launches (torch 2.14 _multi_tensor_sgd; parle_hpc/optim/parle.py):
 #   SGD: [grads + wd*p: 3] + buf*=mu: 2 + buf+=g: 3 + g+=mu*buf: 3 + p-=lr*g: 3 = 11 (+3)
-#   inner: g=grad: 2 [+ wd*y: 3] + (y - x): 3 + g+=: 3 + momentum: 8 + y-=: 3 + z: 5 = 24 (+3)
+#   inner: g = grad + (wd + gamma) y: 3 + g -= gamma x: 3 + momentum: 8 + y -= lr g: 3
+#          + z.lerp_(y): 3                                                     = 20
 #   outer: g=z: 2 + four ops for (x-z)+rho(x-r): 11 + momentum: 8 + x-=: 3 + y=x, z=x,
 #          ref=x: 6                                                              = 30
 MIN_VECTORS = {"sgd": 5, "parle_inner": 8, "parle_outer": 11}
@@ -50,7 +51,7 @@ MIN_VECTORS = {"sgd": 5, "parle_inner": 8, "parle_outer": 11}
 
 def implemented_vectors(weight_decay: float) -> dict[str, int]:
     wd = 3 if weight_decay else 0
-    return {"sgd": 11 + wd, "parle_inner": 24 + wd, "parle_outer": 30}
+    return {"sgd": 11 + wd, "parle_inner": 20, "parle_outer": 30}
 
 
 def copy_bandwidth(numel: int, reps: int) -> dict[str, Any]:
