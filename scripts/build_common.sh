@@ -33,3 +33,19 @@ show_log_tail() {
     printf '%s ---- errors (grep) ----\n' "$TAG" >&2
     grep -n -E 'error:|Error [0-9]|CMake Error|FAILED|fatal' "$LOG" | head -n 30 >&2 || true
 }
+
+# Run a 2-rank verification job in DIR whose ranks each write DIR/<PREFIX><rank> when they
+# pass. The ranks' stdout interleaves on one pipe, so the marker files decide, not the
+# printed lines. On failure: print the job's output, remove DIR, die.
+# $1 = DIR, $2 = marker PREFIX, $3 = what is verified (for messages), rest = command.
+verify_two_ranks() {
+    local dir=$1 prefix=$2 what=$3 out rc=0 passed
+    shift 3
+    out=$(cd "$dir" && "$@" 2>&1) || rc=$?
+    if [[ $rc -ne 0 || ! -f "$dir/${prefix}0" || ! -f "$dir/${prefix}1" ]]; then
+        passed=$(cd "$dir" && ls "$prefix"* 2>/dev/null | tr '\n' ' ')
+        printf '%s\n' "$out" >&2; rm -rf "$dir"
+        die "2-rank $what failed (rc=$rc; rank markers present: ${passed:-none})"
+    fi
+    cat "$dir/${prefix}0" "$dir/${prefix}1" | sed "s/^/$TAG   /"
+}

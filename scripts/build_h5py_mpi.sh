@@ -94,7 +94,7 @@ h5py_mpi_status() {  # prints "<version> <mpi> <hdf5 version>" or nothing
 
 # ---------------------------------------------------------------- verification
 verify_install() {
-    local out tdir rc=0 mpi_args
+    local out tdir mpi_args
     log "verify: h5py.get_config().mpi"
     out=$("$PY" -c '
 import h5py, numpy
@@ -149,13 +149,8 @@ EOF
     [[ $EUID -eq 0 ]] && mpi_args=(--allow-run-as-root "${mpi_args[@]}")
     [[ -n "${LD_LIBRARY_PATH:-}" ]] && mpi_args+=(-x LD_LIBRARY_PATH)
     log "verify: timeout 120 mpirun ${mpi_args[*]} $PY h5py_mpio_test.py test.h5"
-    out=$(cd "$tdir" && timeout 120 mpirun "${mpi_args[@]}" "$PY" h5py_mpio_test.py "$tdir/test.h5" 2>&1) || rc=$?
-    if [[ $rc -ne 0 || ! -f "$tdir/ok.0" || ! -f "$tdir/ok.1" ]]; then
-        local passed; passed=$(cd "$tdir" && ls ok.* 2>/dev/null | tr '\n' ' ')
-        printf '%s\n' "$out" >&2; rm -rf "$tdir"
-        die "2-rank mpio write/read test failed (rc=$rc; rank markers present: ${passed:-none})"
-    fi
-    cat "$tdir/ok.0" "$tdir/ok.1" | sed "s/^/$TAG   /"
+    verify_two_ranks "$tdir" ok. "mpio write/read test" \
+        timeout 120 mpirun "${mpi_args[@]}" "$PY" h5py_mpio_test.py "$tdir/test.h5"
 
     log "verify: serial read-back of the file written by both ranks"
     out=$("$PY" -c '

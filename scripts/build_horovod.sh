@@ -200,7 +200,7 @@ EOF
 }
 
 verify_install() {  # $1 = NCCL|none
-    local want_ops=$1 out tdir test_py rc
+    local want_ops=$1 out tdir test_py
     log "verify: import horovod.torch + hvd.init()"
     out=$("$PY" - "$HVD_VERSION" "$want_ops" <<'EOF' 2>&1
 import sys
@@ -232,25 +232,13 @@ EOF
     [[ $EUID -eq 0 ]] && mpi_args=(--allow-run-as-root "${mpi_args[@]}")
     [[ -n "${LD_LIBRARY_PATH:-}" ]] && mpi_args+=(-x LD_LIBRARY_PATH)
     log "verify: timeout 120 mpirun ${mpi_args[*]} $PY hvd_allreduce_test.py"
-    rc=0
-    out=$(cd "$tdir" && HVD_TEST_CONTROLLER=mpi timeout 120 mpirun "${mpi_args[@]}" "$PY" "$test_py" 2>&1) || rc=$?
-    if [[ $rc -ne 0 || ! -f "$tdir/ok.mpi.0" || ! -f "$tdir/ok.mpi.1" ]]; then
-        local passed; passed=$(cd "$tdir" && ls ok.mpi.* 2>/dev/null | tr '\n' ' ')
-        printf '%s\n' "$out" >&2; rm -rf "$tdir"
-        die "2-rank allreduce under mpirun failed (rc=$rc; rank markers present: ${passed:-none})"
-    fi
-    cat "$tdir/ok.mpi.0" "$tdir/ok.mpi.1" | sed "s/^/$TAG   /"
+    verify_two_ranks "$tdir" ok.mpi. "allreduce under mpirun" \
+        env HVD_TEST_CONTROLLER=mpi timeout 120 mpirun "${mpi_args[@]}" "$PY" "$test_py"
 
     log "verify: timeout 120 horovodrun --gloo -np 2 -H localhost:2 $PY hvd_allreduce_test.py"
-    rc=0
-    out=$(cd "$tdir" && HVD_TEST_CONTROLLER=gloo timeout 120 horovodrun --gloo -np 2 -H localhost:2 \
-              "$PY" "$test_py" 2>&1) || rc=$?
-    if [[ $rc -ne 0 || ! -f "$tdir/ok.gloo.0" || ! -f "$tdir/ok.gloo.1" ]]; then
-        local passed; passed=$(cd "$tdir" && ls ok.gloo.* 2>/dev/null | tr '\n' ' ')
-        printf '%s\n' "$out" >&2; rm -rf "$tdir"
-        die "2-rank allreduce under horovodrun --gloo failed (rc=$rc; rank markers present: ${passed:-none})"
-    fi
-    cat "$tdir/ok.gloo.0" "$tdir/ok.gloo.1" | sed "s/^/$TAG   /"
+    verify_two_ranks "$tdir" ok.gloo. "allreduce under horovodrun --gloo" \
+        env HVD_TEST_CONTROLLER=gloo timeout 120 horovodrun --gloo -np 2 -H localhost:2 \
+        "$PY" "$test_py"
     rm -rf "$tdir"
     log "verify: all checks passed"
 }
